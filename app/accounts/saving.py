@@ -1,0 +1,60 @@
+"""Saving a tested mailbox: always saved, whatever the result, one account per (team, email)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.models import EmailAccount
+from app.probe.model import AccountProbe
+
+_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+def upsert_tested_account(
+    session: Session,
+    team_id: int,
+    settings: dict[str, Any],
+    credentials: str,
+    probe: AccountProbe,
+    now: dt.datetime,
+) -> int:
+    """Insert or update the team's account for this email; returns its id."""
+    smtp, imap = settings["smtp"], settings.get("imap")
+    values: dict[str, Any] = {
+        "provider": settings["provider"],
+        "from_first_name": settings.get("fromFirstName"),
+        "from_last_name": settings.get("fromLastName"),
+        "from_name": settings.get("fromName"),
+        "smtp_email": smtp["email"],
+        "smtp_username": smtp["username"],
+        "smtp_host": smtp["host"],
+        "smtp_port": smtp["port"],
+        "smtp_encryption": smtp["encryption"],
+        "imap_email": imap and imap["email"],
+        "imap_username": imap and imap["username"],
+        "imap_host": imap and imap["host"],
+        "imap_port": imap and imap["port"],
+        "imap_encryption": imap and imap["encryption"],
+        "credentials": credentials,
+        "status": 1 if probe.verified else 0,
+        "smtp_result": probe.smtp.outcome,
+        "smtp_error_code": probe.smtp.error_code,
+        "smtp_error": probe.smtp.error,
+        "imap_result": probe.imap.outcome,
+        "imap_error_code": probe.imap.error_code,
+        "imap_error": probe.imap.error,
+        "last_tested_at": now,
+        "updated_at": now,
+    }
+    insert = _INSERTS[session.get_bind().dialect.name]
+    statement = (
+        insert(EmailAccount)
+        .values(team_id=team_id, email=settings["email"], created_at=now, **values)
+        .on_conflict_do_update(index_elements=["team_id", "email"], set_=values)
+        .returning(EmailAccount.id)
+    )
+    return session.execute(statement).scalar_one()

@@ -1,0 +1,156 @@
+"""Every setting, read from the environment in one place, with safe defaults."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.credentials import CredentialCipher
+from app.probe.model import IPNetwork, ProbeSettings
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(ValueError):
+    """The configuration cannot work; the process must not start with it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    data_dir: Path = Field(default=Path(".mailconnect"), alias="MAILCONNECT_DATA_DIR")
+    database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    redis_url: str = Field(default="redis://localhost:6379/0", alias="REDIS_URL")
+
+    s3_endpoint_url: str | None = Field(default=None, alias="S3_ENDPOINT_URL")
+    s3_public_endpoint_url: str | None = Field(default=None, alias="S3_PUBLIC_ENDPOINT_URL")
+    s3_bucket: str = Field(default="mailconnect-reports", alias="S3_BUCKET")
+    aws_region: str = Field(default="us-east-1", alias="AWS_DEFAULT_REGION")
+    report_url_ttl_seconds: int = Field(
+        default=3600, ge=60, le=604800, alias="REPORT_URL_TTL_SECONDS"
+    )
+
+    credentials_keys: str | None = Field(default=None, alias="CREDENTIALS_KEYS")
+
+    probe_timeout_seconds: float = Field(default=20.0, gt=0, le=300, alias="PROBE_TIMEOUT_SECONDS")
+    probe_allow_networks: str = Field(default="", alias="PROBE_ALLOW_NETWORKS")
+    probe_extra_ca_file: str | None = Field(default=None, alias="PROBE_EXTRA_CA_FILE")
+    probe_local_hostname: str = Field(
+        default="mailconnect.localdomain", alias="PROBE_LOCAL_HOSTNAME"
+    )
+
+    max_accounts_per_request: int = Field(default=10_000, ge=1, alias="MAX_ACCOUNTS_PER_REQUEST")
+    max_request_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, alias="MAX_REQUEST_BYTES")
+
+    worker_concurrency: int = Field(default=100, ge=1, alias="WORKER_CONCURRENCY")
+    broker_visibility_timeout: int = Field(default=3600, ge=60, alias="BROKER_VISIBILITY_TIMEOUT")
+    row_lease_seconds: int | None = Field(default=None, ge=1, alias="ROW_LEASE_SECONDS")
+    job_stall_seconds: int = Field(default=300, ge=1, alias="JOB_STALL_SECONDS")
+    sweep_interval_seconds: float = Field(default=30.0, gt=0, alias="SWEEP_INTERVAL_SECONDS")
+
+    port: int = Field(default=8000, ge=1, le=65535, alias="PORT")
+    log_level: str = Field(default="INFO", alias="LOG_LEVEL")
+
+    @field_validator("probe_allow_networks")
+    @classmethod
+    def _networks_parse(cls, value: str) -> str:
+        _parse_networks(value)
+        return value
+
+    @model_validator(mode="after")
+    def _timeouts_fit(self) -> Settings:
+        if self.lease_seconds >= self.broker_visibility_timeout:
+            raise ConfigError(
+                f"ROW_LEASE_SECONDS ({self.lease_seconds}) must be below "
+                f"BROKER_VISIBILITY_TIMEOUT ({self.broker_visibility_timeout})"
+            )
+        if self.lease_seconds <= 2 * self.probe_timeout_seconds:
+            raise ConfigError(
+                f"ROW_LEASE_SECONDS ({self.lease_seconds}) must exceed twice "
+                f"PROBE_TIMEOUT_SECONDS ({self.probe_timeout_seconds}), "
+                "or healthy probes are re-run"
+            )
+        return self
+
+    @property
+    def lease_seconds(self) -> int:
+        """How long a claimed row belongs to its worker before the sweeper may hand it on."""
+        if self.row_lease_seconds is not None:
+            return self.row_lease_seconds
+        return int(self.probe_timeout_seconds * 3 + 30)
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return _normalise_db_url(self.database_url)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(self.data_dir / 'mailconnect.db').resolve()}"
+
+    @cached_property
+    def allow_networks(self) -> tuple[IPNetwork, ...]:
+        return _parse_networks(self.probe_allow_networks)
+
+    def probe_settings(self) -> ProbeSettings:
+        return ProbeSettings(
+            timeout_seconds=self.probe_timeout_seconds,
+            allow_networks=self.allow_networks,
+            extra_ca_file=self.probe_extra_ca_file,
+            local_hostname=self.probe_local_hostname,
+        )
+
+    def credential_cipher(self) -> CredentialCipher:
+        if self.credentials_keys:
+            keys = [k.strip() for k in self.credentials_keys.split(",") if k.strip()]
+            try:
+                return CredentialCipher(keys)
+            except ValueError as exc:
+                raise ConfigError(f"CREDENTIALS_KEYS is not a list of Fernet keys: {exc}") from None
+        return CredentialCipher([self._development_key()])
+
+    def _development_key(self) -> str:
+        # Web, worker and beat on one machine must share the key, so it lives in the data dir.
+        key_file = self.data_dir / "credentials.key"
+        if not key_file.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(CredentialCipher.generate_key())
+        log.warning(
+            "CREDENTIALS_KEYS is not set: using the development key in %s. "
+            "Set CREDENTIALS_KEYS in production.",
+            key_file,
+        )
+        return key_file.read_text().strip()
+
+
+def _parse_networks(value: str) -> tuple[IPNetwork, ...]:
+    networks = []
+    for part in value.split(","):
+        if part.strip():
+            try:
+                networks.append(ipaddress.ip_network(part.strip(), strict=False))
+            except ValueError:
+                raise ValueError(f"PROBE_ALLOW_NETWORKS: {part.strip()!r} is not a CIDR") from None
+    return tuple(networks)
+
+
+def _normalise_db_url(url: str) -> str:
+    # Platforms hand out postgres:// URLs; SQLAlchemy wants an explicit driver.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment; overrides (by env-var name) are for tests and `mailconnect dev`."""
+    try:
+        return Settings(**overrides)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None

@@ -1,0 +1,276 @@
+"""One submitted account row: validated, normalised, and split into settings and secrets.
+
+Field names are Saleshandy's bulk-connect names. Every problem is reported against the field
+that has it, so a user can fix their sheet without guessing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+
+from app.accounts.providers import DEFAULT_PROVIDER, normalise_provider
+from app.credentials import Secret
+from app.probe.model import Encryption, Endpoint
+
+_EMAIL = re.compile(r"^[^@\s\"<>,;]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+                       r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$")
+_IPV6_LITERAL = re.compile(r"^\[?[0-9A-Fa-f:.]+\]?$")
+
+ENCRYPTION_NAMES = {
+    "ssl": Encryption.SSL,
+    "tls": Encryption.STARTTLS,
+    "starttls": Encryption.STARTTLS,
+    "none": Encryption.NONE,
+}
+# What a port means when the row does not say how to encrypt, and the reverse.
+PORT_ENCRYPTION = {
+    "smtp": {465: Encryption.SSL, 587: Encryption.STARTTLS, 25: Encryption.STARTTLS},
+    "imap": {993: Encryption.SSL, 143: Encryption.STARTTLS},
+}
+ENCRYPTION_PORT = {
+    "smtp": {Encryption.SSL: 465, Encryption.STARTTLS: 587, Encryption.NONE: 25},
+    "imap": {Encryption.SSL: 993, Encryption.STARTTLS: 143, Encryption.NONE: 143},
+}
+
+
+def _blank_to_none(value: Any) -> Any:
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    return value
+
+
+def _email(value: str) -> str:
+    if len(value) > 254 or not _EMAIL.match(value):
+        raise ValueError("is not a valid email address")
+    return value.lower()
+
+
+def _host(value: str) -> str:
+    if not (_HOSTNAME.match(value) or _IPV6_LITERAL.match(value)):
+        raise ValueError("is not a valid host name")
+    return value.strip("[]").rstrip(".").lower()
+
+
+def _encryption(value: Any) -> Encryption:
+    if isinstance(value, str) and value.strip().lower() in ENCRYPTION_NAMES:
+        return ENCRYPTION_NAMES[value.strip().lower()]
+    raise ValueError("must be one of ssl, tls, starttls or none")
+
+
+def _provider(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be text")
+    return normalise_provider(value)
+
+
+def _port(value: Any) -> Any:
+    # CSV cells arrive as text; "587.0" comes from spreadsheets that saved numbers as floats.
+    if isinstance(value, str) and re.fullmatch(r"\d+(\.0+)?", value):
+        return int(float(value))
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number")
+    return value
+
+
+Text = Annotated[str | None, BeforeValidator(_blank_to_none), Field(max_length=200)]
+Email = Annotated[str, BeforeValidator(_blank_to_none), BeforeValidator(_email)]
+OptionalEmail = Annotated[str | None, BeforeValidator(_blank_to_none), BeforeValidator(
+    lambda v: v if v is None else _email(v))]
+Host = Annotated[str, BeforeValidator(_blank_to_none), BeforeValidator(
+    lambda v: v if v is None or not isinstance(v, str) else _host(v))]
+Username = Annotated[str | None, BeforeValidator(_blank_to_none), Field(max_length=320)]
+Password = Annotated[SecretStr | None, BeforeValidator(_blank_to_none), Field(max_length=1024)]
+Port = Annotated[int | None, BeforeValidator(_blank_to_none), BeforeValidator(_port),
+                 Field(ge=1, le=65535)]
+EncryptionField = Annotated[Encryption | None, BeforeValidator(_blank_to_none),
+                            BeforeValidator(lambda v: v if v is None else _encryption(v))]
+Provider = Annotated[str, BeforeValidator(_blank_to_none), BeforeValidator(
+    lambda v: DEFAULT_PROVIDER if v is None else _provider(v))]
+
+
+class BulkRow(BaseModel):
+    model_config = ConfigDict(extra="ignore", hide_input_in_errors=True)
+
+    emailServiceProvider: Provider = DEFAULT_PROVIDER
+    fromFirstName: Text = None
+    fromLastName: Text = None
+    fromName: Annotated[str | None, BeforeValidator(_blank_to_none), Field(max_length=400)] = None
+
+    smtpEmailAddress: Email
+    smtpUserName: Username = None
+    smtpPassword: Password = None
+    smtpHost: Host
+    smtpPort: Port = None
+    smtpEncryption: EncryptionField = None
+
+    imapEmailAddress: OptionalEmail = None
+    imapUserName: Username = None
+    imapPassword: Password = None
+    imapHost: Host
+    imapPort: Port = None
+    imapEncryption: EncryptionField = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> BulkRow:
+        errors: list[tuple[str, str]] = []
+        if self.smtpPassword is None:
+            errors.append(("smtpPassword", "is required"))
+        for protocol in ("smtp", "imap"):
+            port_field, enc_field = f"{protocol}Port", f"{protocol}Encryption"
+            port, encryption = getattr(self, port_field), getattr(self, enc_field)
+            if port is None and encryption is None:
+                errors.append((port_field, "is required"))
+            elif encryption is None:
+                inferred = PORT_ENCRYPTION[protocol].get(port)
+                if inferred is None:
+                    errors.append((enc_field, f"is required for port {port} "
+                                              "(use ssl, tls, starttls or none)"))
+                setattr(self, enc_field, inferred)
+            elif port is None:
+                setattr(self, port_field, ENCRYPTION_PORT[protocol][encryption])
+        if errors:
+            raise RowErrors(errors)
+        return self
+
+
+class RowErrors(ValueError):
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{f}: {m}" for f, m in errors))
+        self.errors = errors
+
+
+KNOWN_FIELDS: frozenset[str] = frozenset(BulkRow.model_fields)
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
+
+@dataclass(frozen=True)
+class AccountInput:
+    """A valid row, ready to test. Passwords stay inside Secret objects."""
+
+    email: str
+    provider: str
+    from_first_name: str | None
+    from_last_name: str | None
+    from_name: str | None
+    smtp: Endpoint
+    smtp_email: str
+    imap: Endpoint
+    imap_email: str
+
+    def settings(self) -> dict[str, Any]:
+        """Everything but the passwords, as stored on job rows."""
+        return {
+            "email": self.email,
+            "provider": self.provider,
+            "fromFirstName": self.from_first_name,
+            "fromLastName": self.from_last_name,
+            "fromName": self.from_name,
+            "smtp": _endpoint_settings(self.smtp, self.smtp_email),
+            "imap": _endpoint_settings(self.imap, self.imap_email),
+        }
+
+    def secrets(self) -> dict[str, Secret]:
+        return {"smtp": self.smtp.password, "imap": self.imap.password}
+
+
+def _endpoint_settings(endpoint: Endpoint, email: str) -> dict[str, Any]:
+    return {
+        "email": email,
+        "username": endpoint.username,
+        "host": endpoint.host,
+        "port": endpoint.port,
+        "encryption": endpoint.encryption.value,
+    }
+
+
+def endpoint_from_settings(settings: dict[str, Any], password: Secret) -> Endpoint:
+    return Endpoint(
+        host=settings["host"],
+        port=int(settings["port"]),
+        encryption=Encryption(settings["encryption"]),
+        username=settings["username"],
+        password=password,
+    )
+
+
+def validate_row(raw: Any) -> AccountInput | list[FieldError]:
+    if not isinstance(raw, dict):
+        return [FieldError("row", "must be an object of account fields")]
+    try:
+        row = BulkRow.model_validate(raw)
+    except ValidationError as exc:
+        return _field_errors(exc)
+    smtp_password = Secret(row.smtpPassword.get_secret_value())
+    imap_password = (
+        Secret(row.imapPassword.get_secret_value()) if row.imapPassword else smtp_password
+    )
+    imap_email = row.imapEmailAddress or row.smtpEmailAddress
+    from_name = row.fromName or " ".join(
+        part for part in (row.fromFirstName, row.fromLastName) if part
+    ) or None
+    return AccountInput(
+        email=row.smtpEmailAddress,
+        provider=row.emailServiceProvider,
+        from_first_name=row.fromFirstName,
+        from_last_name=row.fromLastName,
+        from_name=from_name,
+        smtp=Endpoint(row.smtpHost, row.smtpPort, row.smtpEncryption,
+                      row.smtpUserName or row.smtpEmailAddress, smtp_password),
+        smtp_email=row.smtpEmailAddress,
+        imap=Endpoint(row.imapHost, row.imapPort, row.imapEncryption,
+                      row.imapUserName or imap_email, imap_password),
+        imap_email=imap_email,
+    )
+
+
+_MESSAGES = {
+    "missing": "is required",
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "string_type": "must be text",
+}
+
+
+def _field_errors(exc: ValidationError) -> list[FieldError]:
+    errors: list[FieldError] = []
+    for error in exc.errors(include_input=False, include_url=False):
+        field = ".".join(str(part) for part in error["loc"]) or "row"
+        kind = error["type"]
+        if kind == "value_error" and isinstance(error.get("ctx", {}).get("error"), RowErrors):
+            errors.extend(FieldError(f, m) for f, m in error["ctx"]["error"].errors)
+            continue
+        if kind in _MESSAGES:
+            message = _MESSAGES[kind]
+        elif kind in ("greater_than_equal", "less_than_equal"):
+            message = "must be between 1 and 65535"
+        elif kind == "string_too_long":
+            message = f"is too long (at most {error['ctx']['max_length']} characters)"
+        elif kind == "value_error":
+            message = str(error["ctx"]["error"])
+        else:
+            message = error["msg"].lower()
+        errors.append(FieldError(field, message))
+    return errors

@@ -1,0 +1,15 @@
+"""How the domain rings the bell. The broker only says "look at this id"; the database holds
+the truth, so a lost or repeated message delays work but never loses or doubles it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+
+class JobQueue(Protocol):
+    def start_job(self, job_id: str) -> None: ...
+
+    def probe_rows(self, row_ids: Sequence[int]) -> None: ...
+
+    def finish_job(self, job_id: str) -> None: ...

@@ -1,0 +1,81 @@
+"""The per-row CSV report, built with pandas in bounded memory: one chunk of rows at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import IO, Any
+
+import pandas as pd
+from sqlalchemy import select
+
+from app.db import Database
+from app.models import ConnectJobRow, RowState
+
+COLUMNS = [
+    "row", "email", "status", "errorCode", "validationErrors", "accountId", "accountStatus",
+    "smtpResult", "smtpErrorCode", "smtpError", "imapResult", "imapErrorCode", "imapError",
+    "attempts", "durationMs",
+]
+CHUNK_ROWS = 5000
+
+rows = ConnectJobRow.__table__
+
+
+def write_report(db: Database, job_id: str, out: IO[str]) -> int:
+    """Write the job's report to `out`, in input order; returns the number of rows."""
+    written = 0
+    for chunk in _chunks(db, job_id):
+        frame = pd.DataFrame.from_records(chunk, columns=COLUMNS)
+        for column in ("accountId", "accountStatus", "durationMs"):
+            frame[column] = frame[column].astype("Int64")
+        frame.to_csv(out, header=written == 0, index=False)
+        written += len(frame)
+    if written == 0:
+        pd.DataFrame(columns=COLUMNS).to_csv(out, index=False)
+    return written
+
+
+def _chunks(db: Database, job_id: str) -> Iterator[list[dict[str, Any]]]:
+    query = (
+        select(rows.c.row_no, rows.c.email, rows.c.state, rows.c.error_code,
+               rows.c.field_errors, rows.c.account_id, rows.c.account_status,
+               rows.c.smtp_result, rows.c.smtp_error_code, rows.c.smtp_error,
+               rows.c.imap_result, rows.c.imap_error_code, rows.c.imap_error,
+               rows.c.attempts, rows.c.duration_ms)
+        .where(rows.c.job_id == job_id)
+        .order_by(rows.c.row_no)
+        .execution_options(yield_per=CHUNK_ROWS)
+    )
+    with db.transaction() as session:
+        for partition in session.execute(query).partitions():
+            yield [_report_row(r) for r in partition]
+
+
+def _report_row(r: Any) -> dict[str, Any]:
+    if r.state == RowState.INVALID:
+        status = "invalid"
+    elif r.state == RowState.DONE:
+        status = "connected" if r.account_status == 1 else "failed"
+    else:
+        status = "unprocessed"
+    field_errors = "; ".join(f"{e['field']}: {e['message']}" for e in r.field_errors or [])
+    error_code = r.error_code
+    if status == "failed":
+        error_code = r.smtp_error_code or r.imap_error_code
+    return {
+        "row": r.row_no,
+        "email": r.email,
+        "status": status,
+        "errorCode": error_code,
+        "validationErrors": field_errors or None,
+        "accountId": r.account_id,
+        "accountStatus": r.account_status,
+        "smtpResult": r.smtp_result or "skipped",
+        "smtpErrorCode": r.smtp_error_code,
+        "smtpError": r.smtp_error,
+        "imapResult": r.imap_result or "skipped",
+        "imapErrorCode": r.imap_error_code,
+        "imapError": r.imap_error,
+        "attempts": r.attempts,
+        "durationMs": r.duration_ms,
+    }

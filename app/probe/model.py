@@ -1,0 +1,96 @@
+"""The probe's vocabulary: what to test, and what came back."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+from app.credentials import Secret
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Encryption(StrEnum):
+    SSL = "ssl"            # implicit TLS from the first byte (465, 993)
+    STARTTLS = "starttls"  # plaintext greeting, then upgrade (587, 25, 143)
+    NONE = "none"          # plaintext throughout; only when the row asked for it
+
+
+class MailProtocol(StrEnum):
+    SMTP = "smtp"
+    IMAP = "imap"
+
+
+class ErrorCode(StrEnum):
+    AUTH_FAILED = "auth_failed"
+    APP_PASSWORD_REQUIRED = "app_password_required"  # noqa: S105
+    WEB_LOGIN_REQUIRED = "web_login_required"
+    BASIC_AUTH_DISABLED = "basic_auth_disabled"
+    AUTH_MECHANISM_UNSUPPORTED = "auth_mechanism_unsupported"
+    ACCOUNT_LOCKED = "account_locked"
+    MAILBOX_UNAVAILABLE = "mailbox_unavailable"
+    TLS_CERTIFICATE_INVALID = "tls_certificate_invalid"
+    TLS_HANDSHAKE_FAILED = "tls_handshake_failed"
+    STARTTLS_UNSUPPORTED = "starttls_unsupported"
+    CONNECTION_REFUSED = "connection_refused"
+    CONNECTION_TIMEOUT = "connection_timeout"
+    CONNECTION_CLOSED = "connection_closed"
+    DNS_NOT_FOUND = "dns_not_found"
+    HOST_BLOCKED = "host_blocked"
+    SERVER_THROTTLED = "server_throttled"
+    PROTOCOL_ERROR = "protocol_error"
+    INTERNAL_ERROR = "internal_error"
+
+
+Outcome = Literal["ok", "failed", "skipped"]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One protocol's connection settings for one mailbox."""
+
+    host: str
+    port: int
+    encryption: Encryption
+    username: str
+    password: Secret
+
+
+@dataclass(frozen=True)
+class ProtocolResult:
+    outcome: Outcome
+    error_code: ErrorCode | None = None
+    error: str | None = None  # the server's own words, with secrets removed
+    duration_ms: int = 0
+    attempts: int = 1
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+    @classmethod
+    def skipped(cls) -> ProtocolResult:
+        return cls(outcome="skipped", attempts=0)
+
+
+@dataclass(frozen=True)
+class AccountProbe:
+    smtp: ProtocolResult
+    imap: ProtocolResult
+    duration_ms: int
+
+    @property
+    def verified(self) -> bool:
+        """Status 1: every protocol that was tested passed, and at least one was tested."""
+        results = [r for r in (self.smtp, self.imap) if r.outcome != "skipped"]
+        return bool(results) and all(r.ok for r in results)
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    timeout_seconds: float = 20.0
+    allow_networks: tuple[IPNetwork, ...] = field(default=())
+    extra_ca_file: str | None = None
+    local_hostname: str = "mailconnect.localdomain"

@@ -1,0 +1,36 @@
+"""The process-wide objects every adapter needs, wired once from Settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from app.clock import Clock, SystemClock
+from app.config import Settings
+from app.credentials import CredentialCipher
+from app.db import Database
+from app.storage import ReportStore, S3ReportStore
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    cipher: CredentialCipher
+    store: ReportStore
+    clock: Clock = field(default_factory=SystemClock)
+
+
+def build_services(settings: Settings, store: ReportStore | None = None,
+                   clock: Clock | None = None) -> Services:
+    return Services(
+        settings=settings,
+        db=Database(settings.sqlalchemy_url),
+        cipher=settings.credential_cipher(),
+        store=store or S3ReportStore(
+            bucket=settings.s3_bucket,
+            endpoint_url=settings.s3_endpoint_url,
+            public_endpoint_url=settings.s3_public_endpoint_url,
+            region=settings.aws_region,
+        ),
+        clock=clock or SystemClock(),
+    )

@@ -1,0 +1,81 @@
+"""Report storage: one interface, one S3-compatible implementation (AWS, MinIO, moto)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Protocol
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+log = logging.getLogger(__name__)
+
+
+class StorageError(Exception):
+    """The object store could not be reached or refused the request; worth retrying."""
+
+
+class ReportStore(Protocol):
+    def ensure_bucket(self) -> None: ...
+
+    def upload_file(self, key: str, path: Path, content_type: str) -> None: ...
+
+    def download_url(self, key: str, expires_in: int) -> str: ...
+
+
+class S3ReportStore:
+    def __init__(
+        self,
+        bucket: str,
+        endpoint_url: str | None = None,
+        public_endpoint_url: str | None = None,
+        region: str = "us-east-1",
+    ) -> None:
+        self.bucket = bucket
+        self._region = region
+        config = Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                        retries={"max_attempts": 3, "mode": "standard"})
+        self._client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region,
+                                    config=config)
+        # Presigned URLs embed the host they were signed for, so they must be signed for the
+        # address clients download from (e.g. MinIO's public name, not its docker-network one).
+        self._signer = (
+            boto3.client("s3", endpoint_url=public_endpoint_url, region_name=region, config=config)
+            if public_endpoint_url and public_endpoint_url != endpoint_url
+            else self._client
+        )
+
+    def ensure_bucket(self) -> None:
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+            return
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket"):
+                raise StorageError(f"cannot reach bucket {self.bucket}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"cannot reach object storage: {exc}") from exc
+        log.info("creating report bucket %s", self.bucket)
+        kwargs: dict = {"Bucket": self.bucket}
+        if self._region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self._region}
+        try:
+            self._client.create_bucket(**kwargs)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in (
+                "BucketAlreadyOwnedByYou", "BucketAlreadyExists"
+            ):
+                raise StorageError(f"cannot create bucket {self.bucket}: {exc}") from exc
+
+    def upload_file(self, key: str, path: Path, content_type: str) -> None:
+        try:
+            self._client.upload_file(str(path), self.bucket, key,
+                                     ExtraArgs={"ContentType": content_type})
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"upload of {key} failed: {exc}") from exc
+
+    def download_url(self, key: str, expires_in: int) -> str:
+        return self._signer.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
+        )

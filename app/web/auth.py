@@ -1,0 +1,22 @@
+"""API keys: `x-api-key: KEY`, or `Authorization: Bearer KEY`."""
+
+from __future__ import annotations
+
+from flask import current_app, g, request
+
+from app.teams import team_for_key
+from app.web.errors import ApiError
+
+
+def require_team() -> None:
+    key = request.headers.get("x-api-key", "").strip()
+    if not key:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            key = token.strip()
+    if not key:
+        raise ApiError(401, "x-api-key: is required (or Authorization: Bearer <key>)")
+    team_id = team_for_key(current_app.extensions["mailconnect"].db, key)
+    if team_id is None:
+        raise ApiError(401, "x-api-key: is not a valid API key")
+    g.team_id = team_id

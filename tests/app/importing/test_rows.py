@@ -1,0 +1,94 @@
+import pytest
+
+from app.importing.rows import AccountInput, FieldError, validate_row
+from app.probe.model import Encryption
+from tests.factories import bulk_row
+
+
+def errors_of(raw) -> dict[str, str]:
+    result = validate_row(raw)
+    assert isinstance(result, list), result
+    return {e.field: e.message for e in result}
+
+
+def test_valid_row_is_normalised():
+    result = validate_row(bulk_row("Sarah@Example.COM", emailServiceProvider="GSuite",
+                                   smtpEncryption="STARTTLS", imapEncryption="SSL"))
+    assert isinstance(result, AccountInput)
+    assert result.email == "sarah@example.com"
+    assert result.provider == "gsuite"
+    assert result.smtp.encryption is Encryption.STARTTLS
+    assert result.imap.encryption is Encryption.SSL
+    assert result.from_name == "Sarah Chen"
+    assert result.smtp.password.reveal() == "s3cret-smtp"
+    assert "s3cret" not in repr(result)
+
+
+@pytest.mark.parametrize(("port", "encryption"), [
+    (465, Encryption.SSL), (587, Encryption.STARTTLS), (25, Encryption.STARTTLS),
+])
+def test_smtp_encryption_inferred_from_port(port, encryption):
+    result = validate_row(bulk_row(smtpPort=port, smtpEncryption=None))
+    assert result.smtp.encryption is encryption
+
+
+@pytest.mark.parametrize(
+    ("port", "encryption"), [(993, Encryption.SSL), (143, Encryption.STARTTLS)]
+)
+def test_imap_encryption_inferred_from_port(port, encryption):
+    result = validate_row(bulk_row(imapPort=port, imapEncryption=None))
+    assert result.imap.encryption is encryption
+
+
+def test_none_means_plaintext_and_port_inferred_from_encryption():
+    result = validate_row(bulk_row(smtpPort=None, smtpEncryption="none"))
+    assert result.smtp.encryption is Encryption.NONE
+    assert result.smtp.port == 25
+
+
+def test_port_as_text_from_csv():
+    result = validate_row(bulk_row(smtpPort="465", imapPort="993.0"))
+    assert (result.smtp.port, result.imap.port) == (465, 993)
+
+
+def test_every_bad_field_is_named():
+    errors = errors_of(bulk_row("not-an-email", smtpPort=70000, imapEncryption="tls1.3",
+                                emailServiceProvider="hotmailx", smtpHost="bad host"))
+    assert errors["smtpEmailAddress"] == "is not a valid email address"
+    assert errors["smtpPort"] == "must be between 1 and 65535"
+    assert errors["imapEncryption"] == "must be one of ssl, tls, starttls or none"
+    assert errors["emailServiceProvider"].startswith("unknown provider 'hotmailx'")
+    assert errors["smtpHost"] == "is not a valid host name"
+
+
+def test_missing_required_fields():
+    errors = errors_of({"smtpHost": "smtp.example.com"})
+    assert errors["smtpEmailAddress"] == "is required"
+    assert errors["imapHost"] == "is required"
+
+
+def test_missing_password_and_unknown_port_without_encryption():
+    errors = errors_of(bulk_row(smtpPassword=None, smtpPort=2526, smtpEncryption=None))
+    assert errors == {
+        "smtpPassword": "is required",
+        "smtpEncryption": "is required for port 2526 (use ssl, tls, starttls or none)",
+    }
+
+
+@pytest.mark.parametrize("port", [0, -1, "abc", True, 3.5])
+def test_bad_ports(port):
+    assert "smtpPort" in errors_of(bulk_row(smtpPort=port))
+
+
+def test_row_that_is_not_an_object():
+    assert validate_row(["a"]) == [FieldError("row", "must be an object of account fields")]
+
+
+def test_imap_password_defaults_to_smtp_password():
+    result = validate_row(bulk_row(imapPassword=None))
+    assert result.imap.password.reveal() == "s3cret-smtp"
+
+
+def test_password_never_in_error_messages():
+    result = validate_row(bulk_row(smtpPassword={"nested": "hunter2"}))
+    assert "hunter2" not in repr(result)

@@ -1,0 +1,178 @@
+import csv
+import datetime as dt
+import io
+import threading
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from app.jobs.finish import finish_job
+from app.jobs.intake import submit_job
+from app.jobs.runner import claim_row, process_row, record_result, start_job
+from app.jobs.status import job_view
+from app.jobs.sweeper import sweep
+from app.models import ConnectJobRow, EmailAccount
+from app.probe.model import AccountProbe, ErrorCode, ProtocolResult
+from app.teams import create_api_key
+from tests.factories import bulk_row
+
+OK = ProtocolResult("ok", duration_ms=5)
+
+
+class FakeProber:
+    """Verifies every mailbox except those whose SMTP host starts with 'bad'."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.lock = threading.Lock()
+
+    def probe_sync(self, smtp, imap):
+        with self.lock:
+            self.calls.append((smtp, imap))
+        if smtp.host.startswith("bad"):
+            failed = ProtocolResult("failed", ErrorCode.AUTH_FAILED, "535 5.7.8 not accepted")
+            return AccountProbe(smtp=failed, imap=OK, duration_ms=7)
+        return AccountProbe(smtp=OK, imap=OK, duration_ms=7)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.current = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
+
+    def now(self) -> dt.datetime:
+        return self.current
+
+    def advance(self, seconds: float) -> None:
+        self.current += dt.timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def team_id(services) -> int:
+    return create_api_key(services.db, services.clock, "acme").team_id
+
+
+def submit(services, team_id, rows):
+    return submit_job(services.db, services.cipher, services.clock, team_id, rows)
+
+
+def run_all(services, job_id, prober, clock=None):
+    clock = clock or services.clock
+    finished = []
+    for row_id in start_job(services.db, clock, job_id):
+        outcome = process_row(services.db, clock, services.cipher, prober, 60, row_id)
+        finished.append(outcome.job_finished)
+    return finished
+
+
+def test_job_runs_to_completion_with_report(services, team_id):
+    rows = [bulk_row("a@example.com"), bulk_row("b@example.com", smtpHost="bad.example.com"),
+            bulk_row("nope"), bulk_row("a@example.com")]
+    job = submit(services, team_id, rows)
+    prober = FakeProber()
+    finished = run_all(services, job.job_id, prober)
+    assert finished == [False, True]
+    assert "s3cret" not in repr(prober.calls)
+
+    assert finish_job(services.db, services.clock, services.store, job.job_id)
+    view = job_view(services.db, team_id, job.job_id)
+    assert (view.status, view.processed, view.succeeded, view.failed, view.invalid) == (
+        "completed", 4, 1, 1, 2)
+    assert view.progress == 100.0
+
+    url = services.store.download_url(view.report_key, 60)
+    report = list(csv.DictReader(io.StringIO(requests.get(url, timeout=10).text)))
+    assert [r["row"] for r in report] == ["1", "2", "3", "4"]
+    assert [r["status"] for r in report] == ["connected", "failed", "invalid", "invalid"]
+    assert report[0]["accountStatus"] == "1" and report[0]["smtpResult"] == "ok"
+    assert report[1]["smtpErrorCode"] == "auth_failed" and report[1]["accountStatus"] == "0"
+    assert report[1]["errorCode"] == "auth_failed"
+    assert report[2]["errorCode"] == "invalid_fields"
+    assert "smtpEmailAddress: is not a valid email address" in report[2]["validationErrors"]
+    assert report[2]["smtpResult"] == "skipped" and report[2]["accountId"] == ""
+    assert report[3]["errorCode"] == "duplicate_in_request"
+    assert "s3cret" not in requests.get(url, timeout=10).text
+
+    with services.db.transaction() as session:
+        accounts = session.scalars(select(EmailAccount).order_by(EmailAccount.email)).all()
+        assert [(a.email, a.status) for a in accounts] == [("a@example.com", 1),
+                                                           ("b@example.com", 0)]
+        assert accounts[1].smtp_error_code == "auth_failed"
+        assert "s3cret" not in accounts[0].credentials
+        assert services.cipher.decrypt(accounts[0].credentials)["smtp"].reveal() == "s3cret-smtp"
+        leftover = session.scalar(select(func.count()).select_from(ConnectJobRow)
+                                  .where(ConnectJobRow.credentials.is_not(None)))
+        assert leftover == 0, "done rows must not keep a copy of the credentials"
+
+
+def test_reimport_updates_the_account_instead_of_duplicating(services, team_id):
+    for host in ("bad.example.com", "smtp.example.com"):
+        job = submit(services, team_id, [bulk_row("a@example.com", smtpHost=host)])
+        run_all(services, job.job_id, FakeProber())
+    with services.db.transaction() as session:
+        accounts = session.scalars(select(EmailAccount)).all()
+    assert [(a.email, a.status, a.smtp_host) for a in accounts] == [
+        ("a@example.com", 1, "smtp.example.com")]
+
+
+def test_start_is_idempotent(services, team_id):
+    job = submit(services, team_id, [bulk_row()])
+    assert len(start_job(services.db, services.clock, job.job_id)) == 1
+    assert start_job(services.db, services.clock, job.job_id) == []
+
+
+def test_a_claimed_row_is_not_claimed_twice_until_its_lease_expires(services, team_id):
+    clock = FakeClock()
+    job = submit(services, team_id, [bulk_row()])
+    (row_id,) = start_job(services.db, clock, job.job_id)
+    first = claim_row(services.db, clock, 60, row_id)
+    assert first is not None and first.attempt == 1
+    assert claim_row(services.db, clock, 60, row_id) is None
+    clock.advance(61)
+    second = claim_row(services.db, clock, 60, row_id)
+    assert second is not None and second.attempt == 2
+
+    probe = AccountProbe(smtp=OK, imap=OK, duration_ms=1)
+    late = record_result(services.db, clock, first, probe)
+    assert not late.recorded, "a worker that lost its lease must not record"
+    assert record_result(services.db, clock, second, probe).job_finished
+    view = job_view(services.db, team_id, job.job_id)
+    assert (view.processed, view.succeeded) == (1, 1)
+
+
+def test_sweeper_requeues_expired_leases_and_stalled_jobs(services, team_id):
+    clock = FakeClock()
+    job = submit(services, team_id, [bulk_row("a@example.com"), bulk_row("b@example.com")])
+    row_a, row_b = start_job(services.db, clock, job.job_id)
+    claim_row(services.db, clock, 60, row_a)  # its worker dies here
+    assert sweep(services.db, clock, stall_seconds=300).rows_to_probe == []
+
+    clock.advance(61)
+    assert sweep(services.db, clock, stall_seconds=300).rows_to_probe == [row_a]
+
+    clock.advance(300)
+    actions = sweep(services.db, clock, stall_seconds=300)
+    assert sorted(actions.rows_to_probe) == [row_a, row_b]
+    assert sweep(services.db, clock, stall_seconds=300).rows_to_probe == [row_a], (
+        "a stalled job is re-announced once per stall period")
+
+    for row_id in (row_a, row_b):
+        process_row(services.db, clock, services.cipher, FakeProber(), 60, row_id)
+    clock.advance(301)
+    assert sweep(services.db, clock, stall_seconds=300).jobs_to_finish == [job.job_id]
+
+
+def test_sweeper_starts_forgotten_queued_jobs(services, team_id):
+    clock = FakeClock()
+    services.clock = clock
+    job = submit(services, team_id, [bulk_row()])
+    clock.advance(301)
+    assert sweep(services.db, clock, stall_seconds=300).jobs_to_start == [job.job_id]
+
+
+def test_finish_waits_until_every_row_is_final(services, team_id):
+    job = submit(services, team_id, [bulk_row()])
+    assert not finish_job(services.db, services.clock, services.store, job.job_id)
+    run_all(services, job.job_id, FakeProber())
+    assert finish_job(services.db, services.clock, services.store, job.job_id)
+    assert not finish_job(services.db, services.clock, services.store, job.job_id)

@@ -1,0 +1,151 @@
+"""Shared fixtures. Real PostgreSQL and Redis when TEST_DATABASE_URL / TEST_REDIS_URL are set
+(CI sets both); otherwise a SQLite file per test and a private redis-server."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from app.clock import SystemClock
+from app.config import Settings, load_settings
+from app.credentials import CredentialCipher
+from app.db import Database
+from app.migrate import upgrade
+from app.models import Base
+from app.services import Services, build_services
+from app.storage import S3ReportStore
+from app.teams import create_api_key
+from tests.servers.redis_server import private_redis
+from tests.servers.s3 import moto_s3
+from tests.servers.tls import TestPKI, make_pki
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory) -> TestPKI:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    with moto_s3() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> Iterator[str]:
+    if TEST_REDIS_URL:
+        yield TEST_REDIS_URL
+        return
+    with private_redis(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def credentials_key() -> str:
+    return CredentialCipher.generate_key()
+
+
+@pytest.fixture(scope="session")
+def _postgres_schema() -> None:
+    if TEST_DATABASE_URL:
+        engine = Database(load_settings(DATABASE_URL=TEST_DATABASE_URL).sqlalchemy_url).engine
+        with engine.begin() as connection:
+            connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+        engine.dispose()
+        upgrade(load_settings(DATABASE_URL=TEST_DATABASE_URL).sqlalchemy_url)
+
+
+@pytest.fixture
+def database_url(tmp_path: Path, _postgres_schema) -> str:
+    """A clean, migrated database for this test."""
+    if TEST_DATABASE_URL:
+        url = load_settings(DATABASE_URL=TEST_DATABASE_URL).sqlalchemy_url
+        engine = Database(url).engine
+        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        with engine.begin() as connection:
+            connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        engine.dispose()
+        return url
+    url = f"sqlite:///{tmp_path / 'mailconnect.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def env(tmp_path: Path, database_url: str, s3_endpoint: str, redis_url: str, pki: TestPKI,
+        credentials_key: str) -> dict[str, str]:
+    """The environment a real deployment would have, pointed at this test's services."""
+    return {
+        "MAILCONNECT_DATA_DIR": str(tmp_path / "data"),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "S3_ENDPOINT_URL": s3_endpoint,
+        "S3_BUCKET": f"reports-{uuid.uuid4().hex[:12]}",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "CREDENTIALS_KEYS": credentials_key,
+        "PROBE_TIMEOUT_SECONDS": "5",
+        "PROBE_ALLOW_NETWORKS": "127.0.0.0/8,::1/128",
+        "PROBE_EXTRA_CA_FILE": str(pki.ca_file),
+    }
+
+
+@pytest.fixture
+def settings(env: dict[str, str]) -> Settings:
+    return load_settings(**env)
+
+
+@pytest.fixture
+def services(settings: Settings) -> Iterator[Services]:
+    built = build_services(settings, clock=SystemClock())
+    assert isinstance(built.store, S3ReportStore)
+    built.store.ensure_bucket()
+    yield built
+    built.db.engine.dispose()
+
+
+class FakeQueue:
+    """Records what would have been published."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.rows: list[int] = []
+        self.finished: list[str] = []
+
+    def start_job(self, job_id: str) -> None:
+        self.started.append(job_id)
+
+    def probe_rows(self, row_ids) -> None:
+        self.rows.extend(row_ids)
+
+    def finish_job(self, job_id: str) -> None:
+        self.finished.append(job_id)
+
+
+@pytest.fixture
+def queue() -> FakeQueue:
+    return FakeQueue()
+
+
+@pytest.fixture
+def api_key(services: Services) -> str:
+    return create_api_key(services.db, services.clock, "acme").key
+
+
+@pytest.fixture
+def client(services: Services, queue: FakeQueue):
+    from app.web import create_app
+
+    return create_app(services=services, queue=queue).test_client()

@@ -1,0 +1,27 @@
+"""Request rows in Saleshandy's bulk shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def bulk_row(email: str = "sarah@example.com", **overrides: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "emailServiceProvider": "zoho",
+        "fromFirstName": "Sarah",
+        "fromLastName": "Chen",
+        "smtpEmailAddress": email,
+        "smtpUserName": email,
+        "smtpPassword": "s3cret-smtp",
+        "smtpHost": "smtp.example.com",
+        "smtpPort": 587,
+        "smtpEncryption": "tls",
+        "imapEmailAddress": email,
+        "imapUserName": email,
+        "imapPassword": "s3cret-imap",
+        "imapHost": "imap.example.com",
+        "imapPort": 993,
+        "imapEncryption": "ssl",
+    }
+    row.update(overrides)
+    return {k: v for k, v in row.items() if v is not None}

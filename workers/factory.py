@@ -1,0 +1,65 @@
+"""Builds the Celery app from Settings. Redis is the bell; the database is the ledger."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+from celery.signals import setup_logging
+from kombu import Queue
+
+from app.config import Settings, load_settings
+
+PROBE_QUEUE = "mailconnect.probe"
+CONTROL_QUEUE = "mailconnect.control"
+
+START_JOB = "mailconnect.start_job"
+PROBE_ROW = "mailconnect.probe_row"
+FINISH_JOB = "mailconnect.finish_job"
+SWEEP = "mailconnect.sweep"
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or load_settings()
+    app = Celery("mailconnect", broker=settings.redis_url, include=["workers.tasks"])
+    app.conf.update(
+        task_acks_late=True,
+        # A thread or child that dies mid-task must not ack its message.
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        result_backend=None,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        # Unacked messages come back after this; every lease and retry countdown stays below it
+        # (Settings refuses to start otherwise).
+        broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout},
+        worker_pool="threads",
+        worker_concurrency=settings.worker_concurrency,
+        worker_hijack_root_logger=False,
+        worker_soft_shutdown_timeout=min(60.0, settings.probe_timeout_seconds * 2),
+        task_queues=[Queue(CONTROL_QUEUE), Queue(PROBE_QUEUE)],
+        task_default_queue=PROBE_QUEUE,
+        task_routes={
+            START_JOB: {"queue": CONTROL_QUEUE},
+            FINISH_JOB: {"queue": CONTROL_QUEUE},
+            SWEEP: {"queue": CONTROL_QUEUE},
+            PROBE_ROW: {"queue": PROBE_QUEUE},
+        },
+        beat_schedule={
+            "sweep": {"task": SWEEP, "schedule": settings.sweep_interval_seconds},
+        },
+        beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
+    )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return app
+
+
+@setup_logging.connect
+def _configure_logging(loglevel=None, **_kwargs) -> None:
+    # Connecting this signal stops Celery from taking over the root logger.
+    logging.basicConfig(
+        level=loglevel or load_settings().log_level,
+        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
+    )

@@ -1,0 +1,30 @@
+"""Publishing to Celery by task name, so publishers need not import the tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from celery import Celery
+
+from app.config import Settings
+from workers.factory import FINISH_JOB, PROBE_ROW, START_JOB, make_celery
+
+
+class CeleryJobQueue:
+    def __init__(self, celery: Celery) -> None:
+        self._celery = celery
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CeleryJobQueue:
+        return cls(make_celery(settings))
+
+    def start_job(self, job_id: str) -> None:
+        self._celery.send_task(START_JOB, args=[job_id])
+
+    def probe_rows(self, row_ids: Sequence[int]) -> None:
+        with self._celery.producer_or_acquire() as producer:
+            for row_id in row_ids:
+                self._celery.send_task(PROBE_ROW, args=[row_id], producer=producer)
+
+    def finish_job(self, job_id: str) -> None:
+        self._celery.send_task(FINISH_JOB, args=[job_id])

@@ -1,0 +1,47 @@
+"""The objects one worker process shares between its task threads, built on first use."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from celery import current_app
+from celery.signals import worker_process_init
+
+from app.config import load_settings
+from app.probe import Prober
+from app.services import Services, build_services
+from workers.queue import CeleryJobQueue
+
+
+@dataclass
+class Runtime:
+    services: Services
+    prober: Prober
+    queue: CeleryJobQueue
+    bucket_ready: bool = False
+
+
+_runtime: Runtime | None = None
+_lock = threading.Lock()
+
+
+def runtime() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        with _lock:
+            if _runtime is None:
+                settings = load_settings()
+                _runtime = Runtime(
+                    services=build_services(settings),
+                    prober=Prober(settings.probe_settings()),
+                    queue=CeleryJobQueue(current_app._get_current_object()),
+                )
+    return _runtime
+
+
+@worker_process_init.connect
+def _fresh_connections_after_fork(**_kwargs) -> None:
+    # A forked child must not share its parent's database sockets.
+    if _runtime is not None:
+        _runtime.services.db.dispose()
