@@ -20,12 +20,13 @@ from app.models import Base
 from app.services import Services, build_services
 from app.storage import S3ReportStore
 from app.teams import create_api_key
+from tests.servers import services as external_services
 from tests.servers.redis_server import private_redis
 from tests.servers.s3 import moto_s3
 from tests.servers.tls import TestPKI, make_pki
 
-TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
+TEST_DATABASE_URL = external_services.database_url()
+TEST_REDIS_URL = external_services.redis_url()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,31 @@
+"""Test SMTP and IMAP logins of mailboxes: one hard deadline, exact server words, no raising.
+
+Pure asyncio; nothing here may import Flask or Celery.
+"""
+
+from app.probe.errors import HostNotFound
+from app.probe.model import (
+    AccountProbe,
+    Encryption,
+    Endpoint,
+    ErrorCode,
+    MailProtocol,
+    ProbeSettings,
+    ProtocolResult,
+)
+from app.probe.network import Resolver, SystemResolver
+from app.probe.prober import Prober
+
+__all__ = [
+    "AccountProbe",
+    "Encryption",
+    "Endpoint",
+    "ErrorCode",
+    "HostNotFound",
+    "MailProtocol",
+    "ProbeSettings",
+    "Prober",
+    "ProtocolResult",
+    "Resolver",
+    "SystemResolver",
+]

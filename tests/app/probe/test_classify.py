@@ -1,0 +1,132 @@
+"""The classification table against every provider text in the field notes, and defaults."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from app.probe.classify import RULES, classify, classify_imap, classify_smtp, imap_response_code
+from app.probe.model import ErrorCode as E
+from app.probe.model import MailProtocol
+
+# Verbatim from /work/shared/NOTES.md, "What real providers say when a login fails".
+# A default the table never produces proves that the verdict came from a rule.
+NOTES_SMTP = [
+    ("534-5.7.9 Application-specific password required", E.APP_PASSWORD_REQUIRED),
+    ("535-5.7.8 Username and Password not accepted", E.AUTH_FAILED),
+    ("535 5.7.139 Authentication unsuccessful, basic authentication is disabled.",
+     E.BASIC_AUTH_DISABLED),
+    ("535 5.7.139 ... SmtpClientAuthentication is disabled for the Tenant",
+     E.BASIC_AUTH_DISABLED),
+    ("535 5.7.139 ... the user credentials were incorrect.", E.AUTH_FAILED),
+    ("535 5.7.3 Authentication unsuccessful", E.AUTH_FAILED),
+    ("535 5.7.0 (#AUTH005) Too many bad auth attempts.", E.ACCOUNT_LOCKED),
+    ("535 Authentication Failed", E.AUTH_FAILED),
+]
+NOTES_IMAP = [
+    ("NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)", E.AUTH_FAILED),
+    ("NO [ALERT] Application-specific password required: ...", E.APP_PASSWORD_REQUIRED),
+    ("NO [ALERT] Please log in via your web browser: ...", E.WEB_LOGIN_REQUIRED),
+    ("NO [WEBALERT <url>] Web login required", E.WEB_LOGIN_REQUIRED),
+    ("NO [ALERT] Too many simultaneous connections. (Failure)", E.SERVER_THROTTLED),
+    ("BAD User is authenticated but not connected.", E.AUTH_FAILED),
+    ("NO [AUTHENTICATIONFAILED] LOGIN Invalid credentials", E.APP_PASSWORD_REQUIRED),
+    ("NO [AUTHENTICATIONFAILED] LOGIN Invalid credentials or IMAP is disabled",
+     E.BASIC_AUTH_DISABLED),
+    ("NO Invalid credentials", E.AUTH_FAILED),  # Zoho
+    ("NO [UNAVAILABLE] Maximum number of connections from user+IP exceeded", E.SERVER_THROTTLED),
+]
+NOTES_TLS = "ssl3_get_record:wrong version number"
+
+# The same situations as providers really word them in full.
+FULL_SMTP = [
+    ("534-5.7.9 Application-specific password required. Learn more at\n"
+     "534 5.7.9 https://support.google.com/mail/?p=InvalidSecondFactor", E.APP_PASSWORD_REQUIRED),
+    ("534-5.7.14 <https://accounts.google.com/signin/continue?sarp=1> Please log in via your\n"
+     "534-5.7.14 web browser and then try again.", E.WEB_LOGIN_REQUIRED),
+    ("535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the "
+     "Tenant. Visit https://aka.ms/smtp_auth_disabled for more information.",
+     E.BASIC_AUTH_DISABLED),
+    ("535 5.7.139 Authentication unsuccessful, the user credentials were incorrect.",
+     E.AUTH_FAILED),
+    ("535 5.7.139 Authentication unsuccessful, the request did not meet the criteria to be "
+     "authenticated successfully. Contact your administrator.", E.BASIC_AUTH_DISABLED),
+    ("454 4.7.0 Too many login attempts, please try again later.", E.SERVER_THROTTLED),
+    ("421 4.7.0 Try again later, closing connection.", E.SERVER_THROTTLED),
+    ("454 4.7.0 Temporary authentication failure", E.SERVER_THROTTLED),
+    ("504 5.5.4 Unrecognized authentication type", E.AUTH_MECHANISM_UNSUPPORTED),
+    ("538 5.7.11 Encryption required for requested authentication mechanism",
+     E.AUTH_MECHANISM_UNSUPPORTED),
+    ("535 5.7.8 Error: authentication failed: authentication failure", E.AUTH_FAILED),
+]
+FULL_IMAP = [
+    ("NO [WEBALERT https://accounts.google.com/signin/continue?sarp=1] Web login required.",
+     E.WEB_LOGIN_REQUIRED),
+    ("NO [ALERT] Application-specific password required: "
+     "https://support.google.com/accounts/answer/185833 (Failure)", E.APP_PASSWORD_REQUIRED),
+    ("NO [ALERT] Your account is not enabled for IMAP use. Please visit your Gmail settings "
+     "page and enable your account for IMAP access. (Failure)", E.BASIC_AUTH_DISABLED),
+    ("NO [AUTHENTICATIONFAILED] Authentication failed.", E.AUTH_FAILED),  # Dovecot
+    ("NO [UNAVAILABLE] Temporary authentication failure. [host:2024-01-01]", E.SERVER_THROTTLED),
+    ("BYE Too many connections, try again later", E.SERVER_THROTTLED),
+    ("NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure connections.",
+     E.AUTH_MECHANISM_UNSUPPORTED),
+]
+
+
+def split_smtp(reply: str) -> tuple[str, str]:
+    """'534-5.7.9 text\\n534 5.7.9 more' -> ('534', '5.7.9 text 5.7.9 more')."""
+    lines = reply.split("\n")
+    code = lines[0][:3]
+    return code, " ".join(re.sub(r"^\d{3}[ -]?", "", line) for line in lines)
+
+
+@pytest.mark.parametrize(("reply", "expected"), NOTES_SMTP + FULL_SMTP)
+def test_smtp_texts(reply: str, expected: E) -> None:
+    code, text = split_smtp(reply)
+    assert classify_smtp(code, text, default=E.PROTOCOL_ERROR).code == expected
+
+
+@pytest.mark.parametrize(("response", "expected"), NOTES_IMAP + FULL_IMAP)
+def test_imap_texts(response: str, expected: E) -> None:
+    assert classify_imap(response, default=E.PROTOCOL_ERROR).code == expected
+
+
+def test_wrong_version_number_is_a_handshake_failure() -> None:
+    for protocol in MailProtocol:
+        verdict = classify(protocol, None, NOTES_TLS, E.PROTOCOL_ERROR)
+        assert verdict.code == E.TLS_HANDSHAKE_FAILED
+
+
+def test_unmatched_text_gets_the_callers_default() -> None:
+    assert classify_smtp("550", "5.1.1 whatever", E.AUTH_FAILED).code == E.AUTH_FAILED
+    assert classify_imap("NO Mailbox doesn't exist: INBOX", E.MAILBOX_UNAVAILABLE).code == (
+        E.MAILBOX_UNAVAILABLE
+    )
+    assert classify_imap("BYE shutting down", E.CONNECTION_CLOSED).code == E.CONNECTION_CLOSED
+
+
+def test_same_code_different_meaning_is_decided_by_text() -> None:
+    base = "5.7.139 Authentication unsuccessful, "
+    disabled = classify_smtp(535, base + "basic authentication is disabled.").code
+    wrong = classify_smtp(535, base + "the user credentials were incorrect.").code
+    assert (disabled, wrong) == (E.BASIC_AUTH_DISABLED, E.AUTH_FAILED)
+
+
+def test_unusable_login_note_explains() -> None:
+    verdict = classify_imap("BAD User is authenticated but not connected.", E.MAILBOX_UNAVAILABLE)
+    assert verdict.code == E.AUTH_FAILED
+    assert verdict.note and "not usable" in verdict.note
+
+
+def test_imap_response_code() -> None:
+    assert imap_response_code("NO [AUTHENTICATIONFAILED] x") == "AUTHENTICATIONFAILED"
+    assert imap_response_code("NO [WEBALERT https://x.example/y] Web login") == "WEBALERT"
+    assert imap_response_code("BYE [UNAVAILABLE] later") == "UNAVAILABLE"
+    assert imap_response_code("NO plain text") is None
+
+
+def test_table_is_data() -> None:
+    assert len(RULES) > 20
+    assert all(rule.pattern is not None or rule.code is not None for rule in RULES)

@@ -1,0 +1,50 @@
+import ipaddress
+
+import pytest
+
+from app.config import ConfigError, load_settings
+
+
+def test_defaults_are_safe(tmp_path):
+    settings = load_settings(MAILCONNECT_DATA_DIR=str(tmp_path))
+    assert settings.sqlalchemy_url == f"sqlite:///{tmp_path.resolve()}/mailconnect.db"
+    assert settings.allow_networks == ()
+    assert settings.probe_timeout_seconds == 20
+    assert settings.max_accounts_per_request == 10_000
+    assert settings.lease_seconds < settings.broker_visibility_timeout
+
+
+def test_postgres_urls_get_a_driver():
+    assert load_settings(DATABASE_URL="postgres://u@h/db").sqlalchemy_url == (
+        "postgresql+psycopg://u@h/db")
+
+
+def test_allow_networks_parsed():
+    settings = load_settings(PROBE_ALLOW_NETWORKS="127.0.0.0/8, ::1")
+    assert settings.allow_networks == (ipaddress.ip_network("127.0.0.0/8"),
+                                       ipaddress.ip_network("::1/128"))
+
+
+@pytest.mark.parametrize("overrides", [
+    {"PROBE_ALLOW_NETWORKS": "10.0.0.0/33"},
+    {"ROW_LEASE_SECONDS": "4000"},
+    {"ROW_LEASE_SECONDS": "30", "PROBE_TIMEOUT_SECONDS": "20"},
+    {"PROBE_TIMEOUT_SECONDS": "0"},
+])
+def test_unworkable_configuration_refused(overrides):
+    with pytest.raises(ConfigError):
+        load_settings(**overrides)
+
+
+def test_development_key_is_generated_once_and_shared(tmp_path, caplog):
+    first = load_settings(MAILCONNECT_DATA_DIR=str(tmp_path)).credential_cipher()
+    token = first.encrypt({})
+    second = load_settings(MAILCONNECT_DATA_DIR=str(tmp_path)).credential_cipher()
+    assert second.decrypt(token) == {}
+    assert "CREDENTIALS_KEYS is not set" in caplog.text
+    assert (tmp_path / "credentials.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_bad_credentials_keys_refused():
+    with pytest.raises(ConfigError, match="CREDENTIALS_KEYS"):
+        load_settings(CREDENTIALS_KEYS="not-a-key").credential_cipher()

@@ -1,0 +1,93 @@
+"""How long POST /v1/email-accounts/connect takes to answer 202 for N rows.
+
+    python -m tests.bench.submit --rows 10000 [--database-url postgresql://...]
+
+Runs the real web app under gunicorn (as the Procfile does) against SQLite or the given
+database; publishing goes to a private Redis. Prints each run and the median, JSON last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from app.clock import SystemClock
+from app.config import load_settings
+from app.credentials import CredentialCipher
+from app.db import Database
+from app.devserver import free_port, wait_for_port
+from app.migrate import upgrade
+from app.teams import create_api_key
+from tests.factories import bulk_row
+from tests.servers.redis_server import private_redis
+
+
+def rows(count: int) -> list[dict]:
+    return [bulk_row(f"user{i}@example.com") for i in range(count)]
+
+
+def csv_body(records: list[dict]) -> bytes:
+    import pandas as pd
+
+    return pd.DataFrame(records).to_csv(index=False).encode()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp, private_redis(Path(tmp)) as redis_url:
+        url = args.database_url or f"sqlite:///{tmp}/bench.db"
+        url = load_settings(DATABASE_URL=url).sqlalchemy_url
+        upgrade(url)
+        db = Database(url)
+        key = create_api_key(db, SystemClock(), "bench").key
+        port = free_port()
+        env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_url,
+               "CREDENTIALS_KEYS": CredentialCipher.generate_key(),
+               "MAILCONNECT_DATA_DIR": tmp, "S3_ENDPOINT_URL": "http://127.0.0.1:9"}
+        web = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+             "app.web:create_app()"], env=env, stderr=subprocess.DEVNULL)
+        try:
+            wait_for_port(port, web, "gunicorn")
+            endpoint = f"http://127.0.0.1:{port}/v1/email-accounts/connect"
+            headers = {"x-api-key": key}
+            body = json.dumps(rows(args.rows)).encode()
+            csv = csv_body(rows(args.rows))
+            results = {}
+            for name, data, content_type in (("json", body, "application/json"),
+                                             ("csv", csv, "text/csv")):
+                times = []
+                for run in range(args.runs):
+                    started = time.perf_counter()
+                    response = requests.post(endpoint, data=data, timeout=120,
+                                             headers={**headers, "Content-Type": content_type})
+                    elapsed = time.perf_counter() - started
+                    assert response.status_code == 202, response.text
+                    times.append(elapsed)
+                    print(f"{name} run {run + 1}: {args.rows} rows -> 202 in {elapsed:.3f}s")
+                results[name] = statistics.median(times)
+                print(f"{name} median: {results[name]:.3f}s")
+        finally:
+            web.terminate()
+            web.wait()
+    print(json.dumps({"rows": args.rows, "database": url.split(":")[0],
+                      "json_median_s": round(results["json"], 3),
+                      "csv_median_s": round(results["csv"], 3)}))
+
+
+if __name__ == "__main__":
+    main()
