@@ -8,7 +8,7 @@ import os
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.credentials import CredentialCipher
@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     s3_public_endpoint_url: str | None = Field(default=None, alias="S3_PUBLIC_ENDPOINT_URL")
     s3_bucket: str = Field(default="mailconnect-reports", alias="S3_BUCKET")
     aws_region: str = Field(default="us-east-1", alias="AWS_DEFAULT_REGION")
+    # Unset: boto3's own chain (instance roles, ~/.aws, ...).
+    aws_access_key_id: str | None = Field(default=None, alias="AWS_ACCESS_KEY_ID")
+    aws_secret_access_key: SecretStr | None = Field(default=None, alias="AWS_SECRET_ACCESS_KEY")
     report_url_ttl_seconds: int = Field(
         default=3600, ge=60, le=604800, alias="REPORT_URL_TTL_SECONDS"
     )

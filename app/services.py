@@ -31,6 +31,9 @@ def build_services(settings: Settings, store: ReportStore | None = None,
             endpoint_url=settings.s3_endpoint_url,
             public_endpoint_url=settings.s3_public_endpoint_url,
             region=settings.aws_region,
+            access_key_id=settings.aws_access_key_id,
+            secret_access_key=(settings.aws_secret_access_key.get_secret_value()
+                               if settings.aws_secret_access_key else None),
         ),
         clock=clock or SystemClock(),
     )

@@ -32,17 +32,21 @@ class S3ReportStore:
         endpoint_url: str | None = None,
         public_endpoint_url: str | None = None,
         region: str = "us-east-1",
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
     ) -> None:
         self.bucket = bucket
         self._region = region
+        session = boto3.session.Session(aws_access_key_id=access_key_id,
+                                        aws_secret_access_key=secret_access_key,
+                                        region_name=region)
         config = Config(signature_version="s3v4", s3={"addressing_style": "path"},
                         retries={"max_attempts": 3, "mode": "standard"})
-        self._client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region,
-                                    config=config)
+        self._client = session.client("s3", endpoint_url=endpoint_url, config=config)
         # Presigned URLs embed the host they were signed for, so they must be signed for the
         # address clients download from (e.g. MinIO's public name, not its docker-network one).
         self._signer = (
-            boto3.client("s3", endpoint_url=public_endpoint_url, region_name=region, config=config)
+            session.client("s3", endpoint_url=public_endpoint_url, config=config)
             if public_endpoint_url and public_endpoint_url != endpoint_url
             else self._client
         )
@@ -76,6 +80,9 @@ class S3ReportStore:
             raise StorageError(f"upload of {key} failed: {exc}") from exc
 
     def download_url(self, key: str, expires_in: int) -> str:
-        return self._signer.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
-        )
+        try:
+            return self._signer.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"cannot sign a link to {key}: {exc}") from exc

@@ -12,6 +12,7 @@ from app.importing.upload import Batch, UploadError, batch_from_csv, batch_from_
 from app.jobs.intake import submit_job
 from app.jobs.status import job_view
 from app.services import Services
+from app.storage import StorageError
 from app.web.auth import require_team
 from app.web.errors import ApiError
 
@@ -80,7 +81,12 @@ def connect_status(request_id: str):
     report_url = expires_at = None
     if view.is_completed and view.report_key:
         ttl = services.settings.report_url_ttl_seconds
-        report_url = services.store.download_url(view.report_key, ttl)
+        try:
+            report_url = services.store.download_url(view.report_key, ttl)
+        except StorageError as exc:
+            log.error("report link for %s: %s", view.job_id, exc)
+            raise ApiError(503, "reportURL: the report store cannot sign a link right now; "
+                                "retry shortly") from None
         expires_at = services.clock.now() + dt.timedelta(seconds=ttl)
     return jsonify({"payload": {
         "requestId": view.job_id,

@@ -48,3 +48,15 @@ def test_development_key_is_generated_once_and_shared(tmp_path, caplog):
 def test_bad_credentials_keys_refused():
     with pytest.raises(ConfigError, match="CREDENTIALS_KEYS"):
         load_settings(CREDENTIALS_KEYS="not-a-key").credential_cipher()
+
+
+def test_s3_credentials_come_from_settings_not_only_the_process_environment(monkeypatch):
+    from app.storage import S3ReportStore
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings(AWS_ACCESS_KEY_ID="AKIDEXAMPLE", AWS_SECRET_ACCESS_KEY="shh")
+    assert "shh" not in repr(settings)
+    store = S3ReportStore("bucket", "http://127.0.0.1:9", access_key_id="AKIDEXAMPLE",
+                          secret_access_key="shh")
+    assert "AKIDEXAMPLE" in store.download_url("k.csv", 60)

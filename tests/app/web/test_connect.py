@@ -150,3 +150,19 @@ def test_unknown_route_is_json_404(client, api_key):
     response = client.get("/v1/nothing", headers={"x-api-key": api_key})
     assert response.status_code == 404
     assert "message" in response.json
+
+
+def test_report_link_failure_is_503_not_500(client, api_key, services, queue):
+    from app.jobs.finish import finish_job
+    from app.storage import StorageError
+
+    job_id = post(client, api_key, [bulk_row("bad")]).json["payload"]["requestId"]
+    finish_job(services.db, services.clock, services.store, job_id)
+
+    def broken(key, expires_in):
+        raise StorageError("no credentials")
+
+    services.store.download_url = broken
+    response = client.get(f"{URL}/status/{job_id}", headers={"x-api-key": api_key})
+    assert response.status_code == 503
+    assert response.json["message"].startswith("reportURL:")

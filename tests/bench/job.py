@@ -1,0 +1,83 @@
+"""Time from POST to `completed` for N accounts tested against a local Dovecot.
+
+    python -m tests.bench.job --accounts 500 [--database-url postgresql://...] [--runs 1]
+
+Everything real: Dovecot (IMAPS + submission with STARTTLS), a private Redis, moto's S3
+server, one Celery worker as the Procfile starts it (default WORKER_CONCURRENCY), SQLite or the
+given database. The per-host cap is not in play: this measures the pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from app.config import load_settings
+from app.credentials import CredentialCipher
+from app.migrate import upgrade
+from tests.factories import bulk_row
+from tests.servers.dovecot import start_dovecot
+from tests.servers.redis_server import private_redis
+from tests.servers.s3 import moto_s3
+from tests.servers.tls import make_pki
+from tests.servers.worker import celery_process
+from tests.workers.conftest import Api
+
+
+def accounts(count: int, port_smtp: int, port_imap: int) -> list[dict]:
+    return [bulk_row(f"user{i}@example.test", smtpPassword=f"pw-{i}", imapPassword=f"pw-{i}",
+                     smtpHost="localhost", smtpPort=port_smtp, smtpEncryption="starttls",
+                     imapHost="localhost", imapPort=port_imap, imapEncryption="ssl")
+            for i in range(count)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--accounts", type=int, default=500)
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    users = {f"user{i}@example.test": f"pw-{i}" for i in range(args.accounts)}
+    times = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        pki = make_pki(tmp / "pki")
+        with start_dovecot(tmp / "dovecot", pki, users) as mail, \
+                private_redis(tmp) as redis_url, moto_s3() as s3:
+            for run in range(args.runs):
+                db_url = args.database_url or f"sqlite:///{tmp}/bench-{run}.db"
+                upgrade(load_settings(DATABASE_URL=db_url).sqlalchemy_url)
+                env = {
+                    "MAILCONNECT_DATA_DIR": str(tmp / "data"), "DATABASE_URL": db_url,
+                    "REDIS_URL": redis_url, "S3_ENDPOINT_URL": s3, "S3_BUCKET": "bench",
+                    "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+                    "AWS_DEFAULT_REGION": "us-east-1",
+                    "CREDENTIALS_KEYS": CredentialCipher.generate_key(),
+                    "PROBE_ALLOW_NETWORKS": "127.0.0.0/8,::1/128",
+                    "PROBE_EXTRA_CA_FILE": str(pki.ca_file),
+                }
+                api = Api(env)
+                rows = accounts(args.accounts, mail.submission_port, mail.imaps_port)
+                with celery_process("worker", env, tmp, name=f"bench-{run}") as worker:
+                    time.sleep(3)  # let the worker connect before the clock starts
+                    started = time.perf_counter()
+                    request_id = api.submit(rows)
+                    status = api.wait(request_id, timeout=1800, diagnostics=worker.tail)
+                    elapsed = time.perf_counter() - started
+                assert status["succeeded"] == args.accounts, status
+                times.append(elapsed)
+                print(f"run {run + 1}: {args.accounts} accounts completed in {elapsed:.2f}s "
+                      f"({args.accounts / elapsed:.1f} accounts/s)")
+    median = statistics.median(times)
+    print(f"median: {median:.2f}s")
+    print(json.dumps({"accounts": args.accounts, "median_s": round(median, 2),
+                      "runs_s": [round(t, 2) for t in times],
+                      "database": (args.database_url or "sqlite").split(":")[0]}))
+
+
+if __name__ == "__main__":
+    main()
