@@ -37,9 +37,9 @@ def test_release_then_web_serve_health(env):
         deadline = time.monotonic() + 30
         while True:
             try:
-                response = requests.get(f"http://127.0.0.1:{run_env['PORT']}/healthz", timeout=1)
+                response = requests.get(f"http://127.0.0.1:{run_env['PORT']}/healthz", timeout=5)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 assert web.poll() is None, "gunicorn exited"
                 assert time.monotonic() < deadline, "gunicorn did not listen on $PORT"
                 time.sleep(0.2)
