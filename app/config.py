@@ -48,6 +48,19 @@ class Settings(BaseSettings):
         default="mailconnect.localdomain", alias="PROBE_LOCAL_HOSTNAME"
     )
 
+    probe_retry_attempts: int = Field(default=3, ge=1, le=10, alias="PROBE_RETRY_ATTEMPTS")
+    probe_retry_backoff_seconds: float = Field(
+        default=5.0, ge=0, alias="PROBE_RETRY_BACKOFF_SECONDS"
+    )
+    probe_retry_backoff_max_seconds: float = Field(
+        default=120.0, ge=0, alias="PROBE_RETRY_BACKOFF_MAX_SECONDS"
+    )
+    probe_max_per_host: int = Field(default=20, ge=1, alias="PROBE_MAX_PER_HOST")
+    probe_host_limits: str = Field(default="", alias="PROBE_HOST_LIMITS")
+    probe_min_connect_interval_ms: int = Field(
+        default=0, ge=0, alias="PROBE_MIN_CONNECT_INTERVAL_MS"
+    )
+
     max_accounts_per_request: int = Field(default=10_000, ge=1, alias="MAX_ACCOUNTS_PER_REQUEST")
     max_request_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, alias="MAX_REQUEST_BYTES")
 
@@ -66,8 +79,20 @@ class Settings(BaseSettings):
         _parse_networks(value)
         return value
 
+    @field_validator("probe_host_limits")
+    @classmethod
+    def _host_limits_parse(cls, value: str) -> str:
+        _parse_host_limits(value)
+        return value
+
     @model_validator(mode="after")
     def _timeouts_fit(self) -> Settings:
+        if self.probe_retry_backoff_max_seconds >= self.broker_visibility_timeout:
+            raise ConfigError(
+                f"PROBE_RETRY_BACKOFF_MAX_SECONDS ({self.probe_retry_backoff_max_seconds:g}) must "
+                f"be below BROKER_VISIBILITY_TIMEOUT ({self.broker_visibility_timeout}): a "
+                "longer countdown is redelivered by Redis before it is due, in a loop"
+            )
         if self.lease_seconds >= self.broker_visibility_timeout:
             raise ConfigError(
                 f"ROW_LEASE_SECONDS ({self.lease_seconds}) must be below "
@@ -98,6 +123,10 @@ class Settings(BaseSettings):
     @cached_property
     def allow_networks(self) -> tuple[IPNetwork, ...]:
         return _parse_networks(self.probe_allow_networks)
+
+    @cached_property
+    def host_limits(self) -> dict[str, int]:
+        return _parse_host_limits(self.probe_host_limits)
 
     def probe_settings(self) -> ProbeSettings:
         return ProbeSettings(
@@ -141,6 +170,20 @@ def _parse_networks(value: str) -> tuple[IPNetwork, ...]:
             except ValueError:
                 raise ValueError(f"PROBE_ALLOW_NETWORKS: {part.strip()!r} is not a CIDR") from None
     return tuple(networks)
+
+
+def _parse_host_limits(value: str) -> dict[str, int]:
+    limits: dict[str, int] = {}
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        host, sep, number = part.partition("=")
+        if not sep or not host.strip() or not number.strip().isdigit() or int(number) < 1:
+            raise ValueError(
+                f"PROBE_HOST_LIMITS: {part.strip()!r} is not host=N (N a whole number >= 1)"
+            )
+        limits[host.strip().lower()] = int(number)
+    return limits
 
 
 def _normalise_db_url(url: str) -> str:

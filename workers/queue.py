@@ -26,5 +26,8 @@ class CeleryJobQueue:
             for row_id in row_ids:
                 self._celery.send_task(PROBE_ROW, args=[row_id], producer=producer)
 
+    def probe_row_later(self, row_id: int, delay_seconds: float) -> None:
+        self._celery.send_task(PROBE_ROW, args=[row_id], countdown=delay_seconds)
+
     def finish_job(self, job_id: str) -> None:
         self._celery.send_task(FINISH_JOB, args=[job_id])

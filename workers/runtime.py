@@ -5,10 +5,13 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+import redis
 from celery import current_app
 from celery.signals import worker_process_init
 
 from app.config import load_settings
+from app.jobs.hostgate import RedisHostGate
+from app.jobs.runner import RetryPolicy, RowProcessor
 from app.probe import Prober
 from app.services import Services, build_services
 from workers.queue import CeleryJobQueue
@@ -17,7 +20,7 @@ from workers.queue import CeleryJobQueue
 @dataclass
 class Runtime:
     services: Services
-    prober: Prober
+    rows: RowProcessor
     queue: CeleryJobQueue
     bucket_ready: bool = False
 
@@ -32,9 +35,29 @@ def runtime() -> Runtime:
         with _lock:
             if _runtime is None:
                 settings = load_settings()
+                services = build_services(settings)
                 _runtime = Runtime(
-                    services=build_services(settings),
-                    prober=Prober(settings.probe_settings()),
+                    services=services,
+                    rows=RowProcessor(
+                        db=services.db,
+                        clock=services.clock,
+                        cipher=services.cipher,
+                        prober=Prober(settings.probe_settings()),
+                        gate=RedisHostGate(
+                            redis.Redis.from_url(settings.redis_url),
+                            max_per_host=settings.probe_max_per_host,
+                            host_limits=settings.host_limits,
+                            # A slot is held for one probe: both protocols run side by side.
+                            lease_seconds=settings.probe_timeout_seconds + 10,
+                            min_interval_ms=settings.probe_min_connect_interval_ms,
+                        ),
+                        policy=RetryPolicy(
+                            attempts=settings.probe_retry_attempts,
+                            backoff_seconds=settings.probe_retry_backoff_seconds,
+                            backoff_max_seconds=settings.probe_retry_backoff_max_seconds,
+                        ),
+                        lease_seconds=settings.lease_seconds,
+                    ),
                     queue=CeleryJobQueue(current_app._get_current_object()),
                 )
     return _runtime

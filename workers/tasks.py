@@ -8,7 +8,6 @@ from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
 from app.jobs.finish import fail_job, finish_job
-from app.jobs.runner import process_row
 from app.jobs.runner import start_job as start_job_rows
 from app.jobs.sweeper import sweep as sweep_jobs
 from app.storage import StorageError
@@ -32,8 +31,9 @@ def start_job(job_id: str) -> None:
 @shared_task(name=PROBE_ROW, **TRANSIENT)
 def probe_row(row_id: int) -> None:
     rt = runtime()
-    s = rt.services
-    outcome = process_row(s.db, s.clock, s.cipher, rt.prober, s.settings.lease_seconds, row_id)
+    outcome = rt.rows.process(row_id)
+    if outcome.retry_in is not None:
+        rt.queue.probe_row_later(row_id, outcome.retry_in)
     if outcome.job_finished:
         rt.queue.finish_job(outcome.job_id)
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from sqlalchemy import and_, or_, select, update
@@ -19,7 +20,9 @@ from app.clock import Clock
 from app.credentials import CredentialCipher, CredentialError
 from app.db import Database
 from app.importing.rows import endpoint_from_settings
+from app.jobs.hostgate import HostGate
 from app.models import ConnectJob, ConnectJobRow, JobStatus, RowState
+from app.probe import TRANSIENT_CODES
 from app.probe.model import AccountProbe, Endpoint, ErrorCode, ProtocolResult
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,7 @@ class ClaimedRow:
     attempt: int
     settings: dict[str, Any]
     credentials: str
+    verified: frozenset[str] = frozenset()  # protocols an earlier attempt already passed
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,34 @@ class RowOutcome:
     recorded: bool
     job_id: str | None = None
     job_finished: bool = False
+    retry_in: float | None = None  # publish the row again after this many seconds
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Transient failures are retried with exponential backoff and jitter; nothing else is.
+
+    A wrong password retried is how accounts get locked, so authentication and TLS verdicts
+    are final on the first attempt.
+    """
+
+    attempts: int = 3
+    backoff_seconds: float = 5.0
+    backoff_max_seconds: float = 120.0
+
+    def limit(self, code: ErrorCode | None) -> int:
+        if code not in TRANSIENT_CODES:
+            return 1
+        # Resolvers fail transiently, but a name that is gone stays gone: one more try.
+        return min(self.attempts, 2) if code == ErrorCode.DNS_NOT_FOUND else self.attempts
+
+    def retry_delay(self, probe: AccountProbe, attempt: int) -> float | None:
+        """Seconds until the next attempt, or None when the verdict is final."""
+        failures = [r for r in (probe.smtp, probe.imap) if r.outcome == "failed"]
+        if not failures or any(attempt >= self.limit(r.error_code) for r in failures):
+            return None
+        ceiling = min(self.backoff_max_seconds, self.backoff_seconds * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
 
 
 def start_job(db: Database, clock: Clock, job_id: str) -> list[int]:
@@ -81,13 +113,28 @@ def claim_row(db: Database, clock: Clock, lease_seconds: int, row_id: int) -> Cl
             )
             .values(state=RowState.TESTING, attempts=rows.c.attempts + 1,
                     lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
-            .returning(rows.c.job_id, rows.c.attempts, rows.c.settings, rows.c.credentials)
+            .returning(rows.c.job_id, rows.c.attempts, rows.c.settings, rows.c.credentials,
+                       rows.c.smtp_result, rows.c.imap_result)
         ).one_or_none()
         if claimed is None:
             return None
         team_id = session.scalar(select(jobs.c.team_id).where(jobs.c.id == claimed.job_id))
+    verified = frozenset(p for p, result in (("smtp", claimed.smtp_result),
+                                            ("imap", claimed.imap_result)) if result == "ok")
     return ClaimedRow(row_id, claimed.job_id, team_id, claimed.attempts, claimed.settings,
-                      claimed.credentials)
+                      claimed.credentials, verified)
+
+
+def row_hosts(db: Database, row_id: int) -> list[str] | None:
+    """The servers a row will contact, or None when the row needs no work."""
+    with db.transaction() as session:
+        settings = session.scalar(
+            select(rows.c.settings)
+            .where(rows.c.id == row_id, rows.c.state.in_([RowState.PENDING, RowState.TESTING]))
+        )
+    if settings is None:
+        return None
+    return [settings[p]["host"] for p in ("smtp", "imap") if settings.get(p)]
 
 
 def probe_claimed(claim: ClaimedRow, cipher: CredentialCipher, prober: AccountProber
@@ -99,10 +146,18 @@ def probe_claimed(claim: ClaimedRow, cipher: CredentialCipher, prober: AccountPr
         failure = ProtocolResult("failed", ErrorCode.INTERNAL_ERROR, str(exc))
         return AccountProbe(smtp=failure, imap=failure, duration_ms=0)
     settings = claim.settings
-    smtp = endpoint_from_settings(settings["smtp"], secrets["smtp"])
-    imap = endpoint_from_settings(settings["imap"], secrets["imap"]) if settings.get("imap") \
-        else None
-    return prober.probe_sync(smtp, imap)
+    endpoints = {
+        protocol: endpoint_from_settings(settings[protocol], secrets[protocol])
+        for protocol in ("smtp", "imap")
+        if settings.get(protocol) and protocol not in claim.verified
+    }
+    probe = prober.probe_sync(endpoints.get("smtp"), endpoints.get("imap"))
+    carried = ProtocolResult("ok", attempts=0)
+    return replace(
+        probe,
+        smtp=carried if "smtp" in claim.verified else probe.smtp,
+        imap=carried if "imap" in claim.verified else probe.imap,
+    )
 
 
 class _LeaseLost(Exception):
@@ -149,11 +204,50 @@ def record_result(db: Database, clock: Clock, claim: ClaimedRow, probe: AccountP
                       job_finished=counters.processed >= counters.total)
 
 
-def process_row(db: Database, clock: Clock, cipher: CredentialCipher, prober: AccountProber,
-                lease_seconds: int, row_id: int) -> RowOutcome:
-    claim = claim_row(db, clock, lease_seconds, row_id)
-    if claim is None:
-        return RowOutcome(recorded=False)
-    # No database connection is held while the mailbox is tested.
-    probe = probe_claimed(claim, cipher, prober)
-    return record_result(db, clock, claim, probe)
+def defer_row(db: Database, clock: Clock, claim: ClaimedRow, probe: AccountProbe) -> bool:
+    """Hand a row back for another attempt, keeping what this one learnt."""
+    with db.transaction() as session:
+        return bool(session.execute(
+            update(rows)
+            .where(rows.c.id == claim.row_id, rows.c.state == RowState.TESTING,
+                   rows.c.attempts == claim.attempt)
+            .values(state=RowState.PENDING, lease_expires_at=None,
+                    smtp_result=probe.smtp.outcome, smtp_error_code=probe.smtp.error_code,
+                    smtp_error=probe.smtp.error, imap_result=probe.imap.outcome,
+                    imap_error_code=probe.imap.error_code, imap_error=probe.imap.error)
+        ).rowcount)
+
+
+@dataclass(frozen=True)
+class RowProcessor:
+    """Everything one row's test needs; one per worker process, shared by its threads."""
+
+    db: Database
+    clock: Clock
+    cipher: CredentialCipher
+    prober: AccountProber
+    gate: HostGate
+    policy: RetryPolicy
+    lease_seconds: int
+
+    def process(self, row_id: int) -> RowOutcome:
+        hosts = row_hosts(self.db, row_id)
+        if hosts is None:
+            return RowOutcome(recorded=False)
+        # A host at its cap sends the row back to the queue instead of parking this thread,
+        # so rows for other hosts keep flowing.
+        decision = self.gate.acquire(hosts)
+        if decision.lease is None:
+            return RowOutcome(recorded=False, retry_in=decision.wait_seconds)
+        try:
+            claim = claim_row(self.db, self.clock, self.lease_seconds, row_id)
+            if claim is None:
+                return RowOutcome(recorded=False)
+            # No database connection is held while the mailbox is tested.
+            probe = probe_claimed(claim, self.cipher, self.prober)
+        finally:
+            self.gate.release(decision.lease)
+        delay = self.policy.retry_delay(probe, claim.attempt)
+        if delay is not None and defer_row(self.db, self.clock, claim, probe):
+            return RowOutcome(recorded=False, job_id=claim.job_id, retry_in=delay)
+        return record_result(self.db, self.clock, claim, probe)

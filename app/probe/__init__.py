@@ -5,6 +5,7 @@ Pure asyncio; nothing here may import Flask or Celery.
 
 from app.probe.errors import HostNotFound
 from app.probe.model import (
+    TRANSIENT_CODES,
     AccountProbe,
     Encryption,
     Endpoint,
@@ -17,6 +18,7 @@ from app.probe.network import Resolver, SystemResolver
 from app.probe.prober import Prober
 
 __all__ = [
+    "TRANSIENT_CODES",
     "AccountProbe",
     "Encryption",
     "Endpoint",

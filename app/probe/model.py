@@ -44,6 +44,19 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "internal_error"
 
 
+# Verdicts that can change on their own when the same login is tried again later: a busy, slow
+# or briefly unreachable server. Every other code needs someone to fix something first, and
+# ACCOUNT_LOCKED in particular must not be retried (each attempt extends the lock). The job
+# runner's retry logic imports this set; this is the one place it is defined.
+TRANSIENT_CODES: frozenset[ErrorCode] = frozenset(
+    {
+        ErrorCode.CONNECTION_TIMEOUT,
+        ErrorCode.CONNECTION_CLOSED,
+        ErrorCode.SERVER_THROTTLED,
+        ErrorCode.DNS_NOT_FOUND,
+    }
+)
+
 Outcome = Literal["ok", "failed", "skipped"]
 
 
@@ -94,3 +107,12 @@ class ProbeSettings:
     allow_networks: tuple[IPNetwork, ...] = field(default=())
     extra_ca_file: str | None = None
     local_hostname: str = "mailconnect.localdomain"
+
+
+# Verdicts worth another attempt later: the server or the network, not the settings, said no.
+TRANSIENT_CODES: frozenset[ErrorCode] = frozenset({
+    ErrorCode.CONNECTION_TIMEOUT,
+    ErrorCode.CONNECTION_CLOSED,
+    ErrorCode.SERVER_THROTTLED,
+    ErrorCode.DNS_NOT_FOUND,
+})

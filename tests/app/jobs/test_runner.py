@@ -8,8 +8,15 @@ import requests
 from sqlalchemy import func, select
 
 from app.jobs.finish import finish_job
+from app.jobs.hostgate import OpenGate
 from app.jobs.intake import submit_job
-from app.jobs.runner import claim_row, process_row, record_result, start_job
+from app.jobs.runner import (
+    RetryPolicy,
+    RowProcessor,
+    claim_row,
+    record_result,
+    start_job,
+)
 from app.jobs.status import job_view
 from app.jobs.sweeper import sweep
 from app.models import ConnectJobRow, EmailAccount
@@ -56,13 +63,16 @@ def submit(services, team_id, rows):
     return submit_job(services.db, services.cipher, services.clock, team_id, rows)
 
 
+def processor(services, prober, clock=None, policy=None, gate=None) -> RowProcessor:
+    return RowProcessor(db=services.db, clock=clock or services.clock, cipher=services.cipher,
+                        prober=prober, gate=gate or OpenGate(),
+                        policy=policy or RetryPolicy(), lease_seconds=60)
+
+
 def run_all(services, job_id, prober, clock=None):
-    clock = clock or services.clock
-    finished = []
-    for row_id in start_job(services.db, clock, job_id):
-        outcome = process_row(services.db, clock, services.cipher, prober, 60, row_id)
-        finished.append(outcome.job_finished)
-    return finished
+    rows = processor(services, prober, clock)
+    return [rows.process(row_id).job_finished
+            for row_id in start_job(services.db, clock or services.clock, job_id)]
 
 
 def test_job_runs_to_completion_with_report(services, team_id):
@@ -157,7 +167,7 @@ def test_sweeper_requeues_expired_leases_and_stalled_jobs(services, team_id):
         "a stalled job is re-announced once per stall period")
 
     for row_id in (row_a, row_b):
-        process_row(services.db, clock, services.cipher, FakeProber(), 60, row_id)
+        processor(services, FakeProber(), clock).process(row_id)
     clock.advance(301)
     assert sweep(services.db, clock, stall_seconds=300).jobs_to_finish == [job.job_id]
 
@@ -176,3 +186,103 @@ def test_finish_waits_until_every_row_is_final(services, team_id):
     run_all(services, job.job_id, FakeProber())
     assert finish_job(services.db, services.clock, services.store, job.job_id)
     assert not finish_job(services.db, services.clock, services.store, job.job_id)
+
+
+class FlakyProber:
+    """Answers with the given results in turn, per protocol, and records what it was asked."""
+
+    def __init__(self, smtp_results, imap_results) -> None:
+        self.smtp_results, self.imap_results = list(smtp_results), list(imap_results)
+        self.asked: list[tuple[bool, bool]] = []
+
+    def probe_sync(self, smtp, imap):
+        self.asked.append((smtp is not None, imap is not None))
+        smtp_result = self.smtp_results.pop(0) if smtp else ProtocolResult.skipped()
+        imap_result = self.imap_results.pop(0) if imap else ProtocolResult.skipped()
+        return AccountProbe(smtp=smtp_result, imap=imap_result, duration_ms=3)
+
+
+def failed(code: ErrorCode) -> ProtocolResult:
+    return ProtocolResult("failed", code, f"{code} happened")
+
+
+def test_transient_failure_is_retried_and_only_the_failed_protocol_retested(services, team_id):
+    job = submit(services, team_id, [bulk_row()])
+    (row_id,) = start_job(services.db, services.clock, job.job_id)
+    prober = FlakyProber([OK], [failed(ErrorCode.SERVER_THROTTLED), OK])
+    rows = processor(services, prober, policy=RetryPolicy(attempts=3, backoff_seconds=4))
+
+    first = rows.process(row_id)
+    assert not first.recorded and 2 <= first.retry_in <= 4
+    assert job_view(services.db, team_id, job.job_id).processed == 0
+    second = rows.process(row_id)
+    assert second.recorded and second.job_finished
+    assert prober.asked == [(True, True), (False, True)], "SMTP passed once: not logged in again"
+    with services.db.transaction() as session:
+        row = session.get(ConnectJobRow, row_id)
+        assert (row.state, row.attempts, row.smtp_result, row.imap_result) == (
+            "done", 2, "ok", "ok")
+        assert session.scalar(select(EmailAccount.status)) == 1
+
+
+@pytest.mark.parametrize("code", [ErrorCode.AUTH_FAILED, ErrorCode.TLS_CERTIFICATE_INVALID,
+                                  ErrorCode.ACCOUNT_LOCKED, ErrorCode.APP_PASSWORD_REQUIRED])
+def test_auth_and_tls_failures_are_never_retried(services, team_id, code):
+    job = submit(services, team_id, [bulk_row()])
+    (row_id,) = start_job(services.db, services.clock, job.job_id)
+    prober = FlakyProber([failed(code)], [failed(ErrorCode.CONNECTION_TIMEOUT)])
+    outcome = processor(services, prober).process(row_id)
+    assert outcome.recorded and outcome.retry_in is None
+    assert len(prober.asked) == 1
+
+
+def test_retries_stop_at_the_configured_attempts(services, team_id):
+    job = submit(services, team_id, [bulk_row()])
+    (row_id,) = start_job(services.db, services.clock, job.job_id)
+    timeout = failed(ErrorCode.CONNECTION_TIMEOUT)
+    prober = FlakyProber([timeout] * 3, [OK])
+    rows = processor(services, prober, policy=RetryPolicy(attempts=3, backoff_seconds=0))
+    outcomes = [rows.process(row_id) for _ in range(3)]
+    assert [o.recorded for o in outcomes] == [False, False, True]
+    with services.db.transaction() as session:
+        row = session.get(ConnectJobRow, row_id)
+        assert (row.attempts, row.smtp_error_code, row.account_status) == (
+            3, "connection_timeout", 0)
+
+
+def test_dns_failure_is_retried_once_only():
+    policy = RetryPolicy(attempts=5, backoff_seconds=1)
+    dns = AccountProbe(smtp=failed(ErrorCode.DNS_NOT_FOUND), imap=OK, duration_ms=1)
+    assert policy.retry_delay(dns, attempt=1) is not None
+    assert policy.retry_delay(dns, attempt=2) is None
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_ceiling():
+    policy = RetryPolicy(attempts=10, backoff_seconds=2, backoff_max_seconds=10)
+    closed = AccountProbe(smtp=failed(ErrorCode.CONNECTION_CLOSED), imap=OK, duration_ms=1)
+    for attempt, ceiling in ((1, 2), (2, 4), (3, 8), (4, 10), (8, 10)):
+        delays = {policy.retry_delay(closed, attempt) for _ in range(20)}
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(delays) > 1, "jittered"
+
+
+def test_a_busy_host_sends_the_row_back_without_claiming_it(services, team_id):
+    class BusyGate:
+        def acquire(self, hosts):
+            from app.jobs.hostgate import GateDecision
+            self.hosts = hosts
+            return GateDecision(None, 1.5)
+
+        def release(self, lease):
+            raise AssertionError("nothing to release")
+
+    job = submit(services, team_id, [bulk_row()])
+    (row_id,) = start_job(services.db, services.clock, job.job_id)
+    gate = BusyGate()
+    prober = FakeProber()
+    outcome = processor(services, prober, gate=gate).process(row_id)
+    assert (outcome.recorded, outcome.retry_in) == (False, 1.5)
+    assert gate.hosts == ["smtp.example.com", "imap.example.com"]
+    assert prober.calls == []
+    with services.db.transaction() as session:
+        assert session.get(ConnectJobRow, row_id).attempts == 0

@@ -1,0 +1,80 @@
+"""Peak concurrent sessions to one host during a job, with PROBE_MAX_PER_HOST as the cap.
+
+    python -m tests.bench.hostcap --accounts 300 --cap 5 --workers 2
+
+Every account's SMTP and IMAP both go to one Dovecot, each through a counting proxy, so each
+protocol's host sees the cap. Workers run the default concurrency (WORKER_CONCURRENCY=100).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from app.config import load_settings
+from app.credentials import CredentialCipher
+from app.migrate import upgrade
+from tests.factories import bulk_row
+from tests.servers.counting_proxy import counting_proxy
+from tests.servers.dovecot import start_dovecot
+from tests.servers.redis_server import private_redis
+from tests.servers.s3 import moto_s3
+from tests.servers.tls import make_pki
+from tests.servers.worker import celery_process
+from tests.workers.conftest import Api
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--accounts", type=int, default=300)
+    parser.add_argument("--cap", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    users = {f"user{i}@example.test": f"pw-{i}" for i in range(args.accounts)}
+    with tempfile.TemporaryDirectory() as tmp_name, ExitStack() as stack:
+        tmp = Path(tmp_name)
+        pki = make_pki(tmp / "pki")
+        mail = stack.enter_context(start_dovecot(tmp / "dovecot", pki, users))
+        redis_url = stack.enter_context(private_redis(tmp))
+        s3 = stack.enter_context(moto_s3())
+        smtp = stack.enter_context(counting_proxy(mail.submission_port))
+        imap = stack.enter_context(counting_proxy(mail.imaps_port))
+        db_url = f"sqlite:///{tmp}/bench.db"
+        upgrade(load_settings(DATABASE_URL=db_url).sqlalchemy_url)
+        env = {
+            "MAILCONNECT_DATA_DIR": str(tmp / "data"), "DATABASE_URL": db_url,
+            "REDIS_URL": redis_url, "S3_ENDPOINT_URL": s3, "S3_BUCKET": "bench",
+            "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+            "CREDENTIALS_KEYS": CredentialCipher.generate_key(),
+            "PROBE_ALLOW_NETWORKS": "127.0.0.0/8,::1/128",
+            "PROBE_EXTRA_CA_FILE": str(pki.ca_file),
+            "PROBE_MAX_PER_HOST": str(args.cap),
+        }
+        api = Api(env)
+        # Two host names, one per protocol, so each protocol's sessions are capped and counted.
+        rows = [bulk_row(user, smtpPassword=pw, imapPassword=pw, smtpHost="localhost",
+                         smtpPort=smtp.port, smtpEncryption="starttls", imapHost="127.0.0.1",
+                         imapPort=imap.port, imapEncryption="ssl")
+                for user, pw in users.items()]
+        workers = [stack.enter_context(celery_process("worker", env, tmp, name=f"w{i}"))
+                   for i in range(args.workers)]
+        time.sleep(3)
+        started = time.perf_counter()
+        request_id = api.submit(rows)
+        status = api.wait(request_id, timeout=1800, diagnostics=workers[0].tail)
+        elapsed = time.perf_counter() - started
+    print(f"{args.accounts} accounts, cap {args.cap}, {args.workers} workers: "
+          f"completed in {elapsed:.1f}s, succeeded {status['succeeded']}")
+    print(f"peak concurrent SMTP sessions to localhost: {smtp.peak} (of {smtp.total})")
+    print(f"peak concurrent IMAP sessions to 127.0.0.1: {imap.peak} (of {imap.total})")
+    print(json.dumps({"accounts": args.accounts, "cap": args.cap, "workers": args.workers,
+                      "seconds": round(elapsed, 1), "succeeded": status["succeeded"],
+                      "peak_smtp": smtp.peak, "peak_imap": imap.peak}))
+
+
+if __name__ == "__main__":
+    main()

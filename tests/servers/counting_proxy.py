@@ -1,0 +1,63 @@
+"""A TCP proxy that counts concurrent sessions to the server behind it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+
+@dataclass
+class SessionCounter:
+    port: int = 0
+    current: int = 0
+    peak: int = 0
+    total: int = 0
+
+
+@contextmanager
+def counting_proxy(target_port: int, target_host: str = "127.0.0.1") -> Iterator[SessionCounter]:
+    counter = SessionCounter()
+    loop = asyncio.new_event_loop()
+    lock = threading.Lock()
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def handle(client_reader, client_writer) -> None:
+        with lock:
+            counter.current += 1
+            counter.total += 1
+            counter.peak = max(counter.peak, counter.current)
+        try:
+            server_reader, server_writer = await asyncio.open_connection(target_host, target_port)
+            await asyncio.gather(pipe(client_reader, server_writer),
+                                 pipe(server_reader, client_writer))
+        except ConnectionError:
+            client_writer.close()
+        finally:
+            with lock:
+                counter.current -= 1
+
+    async def start() -> asyncio.Server:
+        return await asyncio.start_server(handle, "127.0.0.1", 0, backlog=512)
+
+    server = loop.run_until_complete(start())
+    counter.port = server.sockets[0].getsockname()[1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield counter
+    finally:
+        loop.call_soon_threadsafe(server.close)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
