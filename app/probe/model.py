@@ -107,12 +107,3 @@ class ProbeSettings:
     allow_networks: tuple[IPNetwork, ...] = field(default=())
     extra_ca_file: str | None = None
     local_hostname: str = "mailconnect.localdomain"
-
-
-# Verdicts worth another attempt later: the server or the network, not the settings, said no.
-TRANSIENT_CODES: frozenset[ErrorCode] = frozenset({
-    ErrorCode.CONNECTION_TIMEOUT,
-    ErrorCode.CONNECTION_CLOSED,
-    ErrorCode.SERVER_THROTTLED,
-    ErrorCode.DNS_NOT_FOUND,
-})
