@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 from app.clock import Clock
 from app.credentials import CredentialCipher
@@ -76,12 +79,31 @@ def submit_job(
     return SubmittedJob(job_id=job_id, total=len(rows), invalid=invalid)
 
 
-def _insert_rows(session, rows: list[dict[str, Any]]) -> None:
+ROW_COLUMNS = ("job_id", "row_no", "attempts", "state", "email", "settings", "credentials",
+               "error_code", "field_errors")
+JSON_COLUMNS = frozenset({"settings", "field_errors"})
+
+
+def _insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        _copy_rows(session, rows)
+        return
     # Core executemany: one round trip per few hundred rows instead of the ORM's unit of work.
     table = ConnectJobRow.__table__
-    columns = ("job_id", "row_no", "attempts", "state", "email", "settings", "credentials",
-               "error_code", "field_errors")
-    session.execute(table.insert(), [{c: row.get(c) for c in columns} for row in rows])
+    session.execute(table.insert(), [{c: row.get(c) for c in ROW_COLUMNS} for row in rows])
+
+
+def _copy_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+    # COPY streams 10,000 rows in a fraction of what even batched INSERTs take.
+    cursor = session.connection().connection.dbapi_connection.cursor()
+    statement = f"COPY {ConnectJobRow.__tablename__} ({', '.join(ROW_COLUMNS)}) FROM STDIN"
+    with cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(tuple(
+                json.dumps(row[c]) if c in JSON_COLUMNS and row.get(c) is not None
+                else row.get(c)
+                for c in ROW_COLUMNS
+            ))
 
 
 def _raw_email(record: Any) -> str | None:
