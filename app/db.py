@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import DateTime, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+READ_ONLY = "mailconnect_read_only"
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -59,7 +63,10 @@ def _serialise_sqlite_writers(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN")  # WAL readers never wait for writers
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:
@@ -67,11 +74,23 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}),
+                                     expire_on_commit=False)
+        # SQLite has one writer at a time. Threads of one process queue here, in order,
+        # instead of in SQLite's busy handler, which sleeps up to 100 ms between tries.
+        self._write_lock = (threading.Lock() if self.engine.dialect.name == "sqlite"
+                            else contextlib.nullcontext())
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """One short unit of work: commits on success, rolls back on any error."""
-        with self._sessions.begin() as session:
+        """One short unit of work that may write: commits on success, rolls back on error."""
+        with self._write_lock, self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A unit of work that only reads; on SQLite it does not take the write lock."""
+        with self._readers.begin() as session:
             yield session
 
     def dispose(self) -> None:

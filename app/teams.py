@@ -41,5 +41,5 @@ def create_api_key(db: Database, clock: Clock, team_name: str) -> IssuedKey:
 
 
 def team_for_key(db: Database, key: str) -> int | None:
-    with db.transaction() as session:
+    with db.reading() as session:
         return session.scalar(select(ApiKey.team_id).where(ApiKey.key_hash == hash_key(key)))

@@ -25,7 +25,7 @@ def report_key(team_id: int, job_id: str) -> str:
 
 def finish_job(db: Database, clock: Clock, store: ReportStore, job_id: str) -> bool:
     """Returns True when this call completed the job."""
-    with db.transaction() as session:
+    with db.reading() as session:
         job = session.execute(
             select(jobs.c.team_id, jobs.c.status, jobs.c.processed, jobs.c.total)
             .where(jobs.c.id == job_id)

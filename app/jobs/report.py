@@ -46,7 +46,7 @@ def _chunks(db: Database, job_id: str) -> Iterator[list[dict[str, Any]]]:
         .order_by(rows.c.row_no)
         .execution_options(yield_per=CHUNK_ROWS)
     )
-    with db.transaction() as session:
+    with db.reading() as session:
         for partition in session.execute(query).partitions():
             yield [_report_row(r) for r in partition]
 

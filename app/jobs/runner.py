@@ -127,7 +127,7 @@ def claim_row(db: Database, clock: Clock, lease_seconds: int, row_id: int) -> Cl
 
 def row_hosts(db: Database, row_id: int) -> list[str] | None:
     """The servers a row will contact, or None when the row needs no work."""
-    with db.transaction() as session:
+    with db.reading() as session:
         settings = session.scalar(
             select(rows.c.settings)
             .where(rows.c.id == row_id, rows.c.state.in_([RowState.PENDING, RowState.TESTING]))

@@ -39,7 +39,7 @@ class JobView:
 
 
 def job_view(db: Database, team_id: int, job_id: str) -> JobView | None:
-    with db.transaction() as session:
+    with db.reading() as session:
         row = session.execute(
             select(jobs).where(jobs.c.id == job_id, jobs.c.team_id == team_id)
         ).one_or_none()

@@ -1,4 +1,5 @@
-"""A TCP proxy that counts concurrent sessions to the server behind it."""
+"""A TCP proxy that counts concurrent sessions to the server behind it, and can add latency
+to every read so loopback costs what a real provider's round trip costs."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ class SessionCounter:
 
 
 @contextmanager
-def counting_proxy(target_port: int, target_host: str = "127.0.0.1") -> Iterator[SessionCounter]:
+def counting_proxy(target_port: int, target_host: str = "127.0.0.1",
+                   delay_seconds: float = 0.0) -> Iterator[SessionCounter]:
     counter = SessionCounter()
     loop = asyncio.new_event_loop()
     lock = threading.Lock()
@@ -26,6 +28,8 @@ def counting_proxy(target_port: int, target_host: str = "127.0.0.1") -> Iterator
     async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                if delay_seconds:
+                    await asyncio.sleep(delay_seconds)
                 writer.write(data)
                 await writer.drain()
         except ConnectionError:

@@ -1,0 +1,40 @@
+"""The machine's own limit: the same SMTP and IMAP logins with the same concurrency, and
+nothing else (no web, queue, database or report). Deliberately independent of mailconnect's
+probe: the standard library's smtplib and imaplib, in a thread pool."""
+
+from __future__ import annotations
+
+import imaplib
+import smtplib
+import ssl
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+
+def smtp_login(host: str, port: int, user: str, password: str, context: ssl.SSLContext) -> None:
+    with smtplib.SMTP(host, port, local_hostname="baseline.localdomain", timeout=60) as smtp:
+        smtp.starttls(context=context)
+        smtp.login(user, password)
+
+
+def imap_login(host: str, port: int, user: str, password: str, context: ssl.SSLContext) -> None:
+    imap = imaplib.IMAP4_SSL(host, port, ssl_context=context, timeout=60)
+    try:
+        imap.login(user, password)
+        imap.select("INBOX", readonly=True)
+    finally:
+        imap.logout()
+
+
+def run_baseline(accounts: list[tuple[str, str]], host: str, smtp_port: int, imap_port: int,
+                 ca_file: str, concurrency: int) -> float:
+    """Seconds to log every account in over SMTP (STARTTLS) and IMAP (TLS), both at once per
+    account, `concurrency` accounts at a time."""
+    context = ssl.create_default_context(cafile=ca_file)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2 * concurrency) as pool:
+        futures = [pool.submit(smtp_login, host, smtp_port, u, p, context) for u, p in accounts]
+        futures += [pool.submit(imap_login, host, imap_port, u, p, context) for u, p in accounts]
+        for future in futures:
+            future.result()
+    return time.perf_counter() - started
