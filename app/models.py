@@ -8,6 +8,7 @@ from enum import StrEnum
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     ForeignKey,
     Index,
     Integer,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -83,6 +85,20 @@ class EmailAccount(Base):
     imap_port: Mapped[int | None] = mapped_column(Integer)
     imap_encryption: Mapped[str | None] = mapped_column(String(16))
     credentials: Mapped[str] = mapped_column(Text)  # MultiFernet token of both passwords
+    smtp_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    suspended: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+    # Sending settings: stored and shown for the tools that send (Smartlead's fields).
+    max_email_per_day: Mapped[int | None] = mapped_column(Integer)
+    min_delay_minutes: Mapped[int | None] = mapped_column(Integer)
+    warmup_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    warmup_per_day: Mapped[int | None] = mapped_column(Integer)
+    warmup_daily_rampup: Mapped[int | None] = mapped_column(Integer)
+    warmup_reply_rate: Mapped[int | None] = mapped_column(Integer)
+    reply_to: Mapped[str | None] = mapped_column(String(320))
+    bcc: Mapped[str | None] = mapped_column(String(320))
+    signature: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[str] | None] = mapped_column(JSON)
 
     status: Mapped[int] = mapped_column(SmallInteger, default=0)
     smtp_result: Mapped[str | None] = mapped_column(String(16))

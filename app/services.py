@@ -8,6 +8,7 @@ from app.clock import Clock, SystemClock
 from app.config import Settings
 from app.credentials import CredentialCipher
 from app.db import Database
+from app.probe import Prober
 from app.storage import ReportStore, S3ReportStore
 
 
@@ -17,6 +18,7 @@ class Services:
     db: Database
     cipher: CredentialCipher
     store: ReportStore
+    prober: Prober
     clock: Clock = field(default_factory=SystemClock)
 
 
@@ -35,5 +37,6 @@ def build_services(settings: Settings, store: ReportStore | None = None,
             secret_access_key=(settings.aws_secret_access_key.get_secret_value()
                                if settings.aws_secret_access_key else None),
         ),
+        prober=Prober(settings.probe_settings()),
         clock=clock or SystemClock(),
     )

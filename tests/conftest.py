@@ -21,9 +21,39 @@ from app.services import Services, build_services
 from app.storage import S3ReportStore
 from app.teams import create_api_key
 from tests.servers import services as external_services
+from tests.servers.dovecot import start_mail_server
 from tests.servers.redis_server import private_redis
 from tests.servers.s3 import moto_s3
+from tests.servers.smtp import start_smtp_server
 from tests.servers.tls import TestPKI, make_pki
+
+# Mailboxes on the real test servers (Dovecot and aiosmtpd), with awkward passwords on purpose.
+USERS = {
+    "alice@example.test": "alice-Pa55!",
+    "bob@example.test": 'bob "quoted" pass',
+    "carol@example.test": "carol-pässword",
+    "dave@example.test": "dave-pw",
+    "erin@example.test": "erin-pw",
+}
+
+
+@pytest.fixture(scope="session")
+def mail_server(tmp_path_factory, pki):
+    with start_mail_server(tmp_path_factory.mktemp("dovecot"), pki, USERS) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def smtp_server(pki):
+    with start_smtp_server(pki, USERS) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def untrusted_smtp_server(pki):
+    with start_smtp_server(pki, USERS, cert="self_signed") as server:
+        yield server
+
 
 TEST_DATABASE_URL = external_services.database_url()
 TEST_REDIS_URL = external_services.redis_url()

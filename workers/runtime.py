@@ -12,7 +12,6 @@ from celery.signals import worker_process_init
 from app.config import load_settings
 from app.jobs.hostgate import RedisHostGate
 from app.jobs.runner import RetryPolicy, RowProcessor
-from app.probe import Prober
 from app.services import Services, build_services
 from workers.queue import CeleryJobQueue
 
@@ -42,7 +41,7 @@ def runtime() -> Runtime:
                         db=services.db,
                         clock=services.clock,
                         cipher=services.cipher,
-                        prober=Prober(settings.probe_settings()),
+                        prober=services.prober,
                         gate=RedisHostGate(
                             redis.Redis.from_url(settings.redis_url),
                             max_per_host=settings.probe_max_per_host,

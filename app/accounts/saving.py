@@ -12,6 +12,19 @@ from app.models import EmailAccount
 from app.probe.model import AccountProbe
 
 _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+SENDING_COLUMNS = {
+    "maxEmailPerDay": "max_email_per_day",
+    "minDelayMinutes": "min_delay_minutes",
+    "warmupEnabled": "warmup_enabled",
+    "warmupPerDay": "warmup_per_day",
+    "warmupDailyRampup": "warmup_daily_rampup",
+    "warmupReplyRate": "warmup_reply_rate",
+    "replyTo": "reply_to",
+    "bcc": "bcc",
+    "signature": "signature",
+    "tags": "tags",
+    "suspended": "suspended",
+}
 
 
 def upsert_tested_account(
@@ -40,6 +53,7 @@ def upsert_tested_account(
         "imap_port": imap and imap["port"],
         "imap_encryption": imap and imap["encryption"],
         "credentials": credentials,
+        "smtp_only": imap is None,
         "status": 1 if probe.verified else 0,
         "smtp_result": probe.smtp.outcome,
         "smtp_error_code": probe.smtp.error_code,
@@ -50,6 +64,9 @@ def upsert_tested_account(
         "last_tested_at": now,
         "updated_at": now,
     }
+    # Settings the row left out keep their stored values on a re-import.
+    for name, value in (settings.get("sending") or {}).items():
+        values[SENDING_COLUMNS[name]] = value
     insert = _INSERTS[session.get_bind().dialect.name]
     statement = (
         insert(EmailAccount)

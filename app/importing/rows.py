@@ -102,6 +102,36 @@ Provider = Annotated[str, BeforeValidator(_blank_to_none), BeforeValidator(
     lambda v: DEFAULT_PROVIDER if v is None else _provider(v))]
 
 
+def _flag(value: Any) -> Any:
+    # CSV cells and other tools' exports spell booleans every which way.
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("true", "yes", "1", "y"):
+            return True
+        if text in ("false", "no", "0", "n", ""):
+            return False
+        raise ValueError("must be true or false")
+    return value
+
+
+def _tags(value: Any) -> Any:
+    if isinstance(value, str):
+        return [tag.strip() for tag in value.split(",") if tag.strip()]
+    return value
+
+
+Flag = Annotated[bool | None, BeforeValidator(_flag)]
+Count = Annotated[int | None, BeforeValidator(_blank_to_none), BeforeValidator(_port)]
+Tags = Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]] | None,
+                 BeforeValidator(_blank_to_none), BeforeValidator(_tags), Field(max_length=50)]
+
+# Relays with no mailbox to log into: IMAP is not theirs to test.
+SMTP_ONLY_PROVIDERS = frozenset({"sendgrid", "mailgun", "ses"})
+SENDING_FIELDS = ("maxEmailPerDay", "minDelayMinutes", "warmupEnabled", "warmupPerDay",
+                  "warmupDailyRampup", "warmupReplyRate", "replyTo", "bcc", "signature", "tags",
+                  "suspended")
+
+
 class BulkRow(BaseModel):
     model_config = ConfigDict(extra="ignore", hide_input_in_errors=True)
 
@@ -120,16 +150,35 @@ class BulkRow(BaseModel):
     imapEmailAddress: OptionalEmail = None
     imapUserName: Username = None
     imapPassword: Password = None
-    imapHost: Host
+    imapHost: Host | None = None
     imapPort: Port = None
     imapEncryption: EncryptionField = None
+    smtpOnly: Flag = False
+
+    maxEmailPerDay: Annotated[Count, Field(ge=1, le=100_000)] = None
+    minDelayMinutes: Annotated[Count, Field(ge=0, le=1440)] = None
+    warmupEnabled: Flag = None
+    warmupPerDay: Annotated[Count, Field(ge=0, le=10_000)] = None
+    warmupDailyRampup: Annotated[Count, Field(ge=0, le=1000)] = None
+    warmupReplyRate: Annotated[Count, Field(ge=0, le=100)] = None
+    replyTo: OptionalEmail = None
+    bcc: OptionalEmail = None
+    signature: Annotated[str | None, Field(max_length=20_000)] = None
+    tags: Tags = None
+    suspended: Flag = None
+
+    @property
+    def tests_imap(self) -> bool:
+        return not (self.smtpOnly or self.emailServiceProvider in SMTP_ONLY_PROVIDERS)
 
     @model_validator(mode="after")
     def _complete(self) -> BulkRow:
         errors: list[tuple[str, str]] = []
         if self.smtpPassword is None:
             errors.append(("smtpPassword", "is required"))
-        for protocol in ("smtp", "imap"):
+        if self.imapHost is None and self.tests_imap:
+            errors.append(("imapHost", "is required (unless smtpOnly is true)"))
+        for protocol in ("smtp", "imap") if self.tests_imap else ("smtp",):
             port_field, enc_field = f"{protocol}Port", f"{protocol}Encryption"
             port, encryption = getattr(self, port_field), getattr(self, enc_field)
             if port is None and encryption is None:
@@ -176,8 +225,9 @@ class AccountInput:
     from_name: str | None
     smtp: Endpoint
     smtp_email: str
-    imap: Endpoint
-    imap_email: str
+    imap: Endpoint | None
+    imap_email: str | None
+    sending: dict[str, Any]  # only the sending settings the row gave
 
     def settings(self) -> dict[str, Any]:
         """Everything but the passwords, as stored on job rows."""
@@ -188,11 +238,15 @@ class AccountInput:
             "fromLastName": self.from_last_name,
             "fromName": self.from_name,
             "smtp": _endpoint_settings(self.smtp, self.smtp_email),
-            "imap": _endpoint_settings(self.imap, self.imap_email),
+            "imap": _endpoint_settings(self.imap, self.imap_email) if self.imap else None,
+            "sending": self.sending,
         }
 
     def secrets(self) -> dict[str, Secret]:
-        return {"smtp": self.smtp.password, "imap": self.imap.password}
+        secrets = {"smtp": self.smtp.password}
+        if self.imap:
+            secrets["imap"] = self.imap.password
+        return secrets
 
 
 def _endpoint_settings(endpoint: Endpoint, email: str) -> dict[str, Any]:
@@ -240,9 +294,25 @@ def validate_row(raw: Any) -> AccountInput | list[FieldError]:
                       row.smtpUserName or row.smtpEmailAddress, smtp_password),
         smtp_email=row.smtpEmailAddress,
         imap=Endpoint(row.imapHost, row.imapPort, row.imapEncryption,
-                      row.imapUserName or imap_email, imap_password),
-        imap_email=imap_email,
+                      row.imapUserName or imap_email, imap_password) if row.tests_imap else None,
+        imap_email=imap_email if row.tests_imap else None,
+        sending=_sending(row),
     )
+
+
+def _sending(row: BulkRow) -> dict[str, Any]:
+    given = {name: getattr(row, name) for name in SENDING_FIELDS if name in row.model_fields_set}
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def _range_message(field: str) -> str:
+    bounds = {}
+    info = BulkRow.model_fields.get(field)
+    for item in info.metadata if info else []:
+        for name in ("ge", "le"):
+            if getattr(item, name, None) is not None:
+                bounds[name] = getattr(item, name)
+    return f"must be between {bounds.get('ge', '')} and {bounds.get('le', '')}".strip()
 
 
 _MESSAGES = {
@@ -265,7 +335,7 @@ def _field_errors(exc: ValidationError) -> list[FieldError]:
         if kind in _MESSAGES:
             message = _MESSAGES[kind]
         elif kind in ("greater_than_equal", "less_than_equal"):
-            message = "must be between 1 and 65535"
+            message = _range_message(field)
         elif kind == "string_too_long":
             message = f"is too long (at most {error['ctx']['max_length']} characters)"
         elif kind == "value_error":

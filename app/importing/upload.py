@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from app.importing.rows import KNOWN_FIELDS
+from app.importing.aliases import canonical_record, flatten_single_connect
 
 
 class UploadError(ValueError):
@@ -29,8 +29,7 @@ def batch_from_json(payload: Any, max_rows: int) -> Batch:
     if not isinstance(payload, list):
         raise UploadError(422, "body: must be a JSON array of account objects")
     _check_size(len(payload), max_rows)
-    unknown = {key for record in payload if isinstance(record, dict) for key in record}
-    return Batch(records=payload, ignored_columns=sorted(unknown - KNOWN_FIELDS))
+    return _canonical_batch(payload)
 
 
 def batch_from_csv(data: bytes, max_rows: int) -> Batch:
@@ -50,9 +49,20 @@ def batch_from_csv(data: bytes, max_rows: int) -> Batch:
         raise UploadError(422, "file: has no header line") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     _check_size(len(frame), max_rows)
-    records = frame.to_dict(orient="records")
-    return Batch(records=records,
-                 ignored_columns=sorted(set(frame.columns) - KNOWN_FIELDS))
+    return _canonical_batch(frame.to_dict(orient="records"))
+
+
+def _canonical_batch(records: list[Any]) -> Batch:
+    # Other tools' column names become ours; a row that is not an object stays as it is, for
+    # validation to reject.
+    canonical: list[Any] = []
+    ignored: set[str] = set()
+    for record in records:
+        if isinstance(record, dict):
+            record, unrecognised = canonical_record(flatten_single_connect(record))
+            ignored.update(unrecognised)
+        canonical.append(record)
+    return Batch(records=canonical, ignored_columns=sorted(ignored))
 
 
 def _check_size(count: int, max_rows: int) -> None:

@@ -9,13 +9,20 @@ import pandas as pd
 from sqlalchemy import select
 
 from app.db import Database
+from app.jobs.intake import DUPLICATE_IN_REQUEST, INVALID_FIELDS
 from app.models import ConnectJobRow, RowState
+from app.probe.hints import hint_for
 
 COLUMNS = [
     "row", "email", "status", "errorCode", "validationErrors", "accountId", "accountStatus",
     "smtpResult", "smtpErrorCode", "smtpError", "imapResult", "imapErrorCode", "imapError",
-    "attempts", "durationMs",
+    "hint", "attempts", "durationMs",
 ]
+INVALID_HINTS = {
+    INVALID_FIELDS: "Fix the fields named in validationErrors and submit the row again.",
+    DUPLICATE_IN_REQUEST: "This email appears earlier in the same request; only the first "
+                          "row is tested.",
+}
 CHUNK_ROWS = 5000
 
 rows = ConnectJobRow.__table__
@@ -41,7 +48,7 @@ def _chunks(db: Database, job_id: str) -> Iterator[list[dict[str, Any]]]:
                rows.c.field_errors, rows.c.account_id, rows.c.account_status,
                rows.c.smtp_result, rows.c.smtp_error_code, rows.c.smtp_error,
                rows.c.imap_result, rows.c.imap_error_code, rows.c.imap_error,
-               rows.c.attempts, rows.c.duration_ms)
+               rows.c.attempts, rows.c.duration_ms, rows.c.settings)
         .where(rows.c.job_id == job_id)
         .order_by(rows.c.row_no)
         .execution_options(yield_per=CHUNK_ROWS)
@@ -76,6 +83,17 @@ def _report_row(r: Any) -> dict[str, Any]:
         "imapResult": r.imap_result or "skipped",
         "imapErrorCode": r.imap_error_code,
         "imapError": r.imap_error,
+        "hint": _hint(r, status),
         "attempts": r.attempts,
         "durationMs": r.duration_ms,
     }
+
+
+def _hint(r: Any, status: str) -> str | None:
+    if status == "invalid":
+        return INVALID_HINTS.get(r.error_code)
+    provider = (r.settings or {}).get("provider")
+    hints = [hint_for(code, provider, message)
+             for code, message in ((r.smtp_error_code, r.smtp_error),
+                                   (r.imap_error_code, r.imap_error)) if code]
+    return " ".join(dict.fromkeys(h for h in hints if h)) or None

@@ -4,6 +4,7 @@ Pure asyncio; nothing here may import Flask or Celery.
 """
 
 from app.probe.errors import HostNotFound
+from app.probe.hints import hint_for
 from app.probe.model import (
     TRANSIENT_CODES,
     AccountProbe,
@@ -30,4 +31,5 @@ __all__ = [
     "ProtocolResult",
     "Resolver",
     "SystemResolver",
+    "hint_for",
 ]

@@ -17,7 +17,8 @@ from app.probe.streams import Connection
 
 # A plaintext mail server greets at once; one that stays silent this long is most likely an
 # implicit-TLS port waiting for our ClientHello (the classic 465/993 vs starttls mix-up).
-GREETING_WAIT_SECONDS = 5.0
+# 4 s, not 5: the verdict for that mix-up (wait + one TLS handshake) must land within 5 s.
+GREETING_WAIT_SECONDS = 4.0
 # QUIT/LOGOUT are courtesy: the verdict is known, so never let them eat into the deadline.
 GOODBYE_SECONDS = 1.0
 

@@ -7,7 +7,7 @@ from flask import Flask, jsonify
 from app.config import Settings, load_settings
 from app.jobs.queue import JobQueue
 from app.services import Services, build_services
-from app.web import connect
+from app.web import accounts, connect
 from app.web.errors import register_error_handlers
 
 
@@ -30,6 +30,7 @@ def create_app(
     app.extensions["mailconnect.queue"] = queue
     register_error_handlers(app)
     app.register_blueprint(connect.blueprint)
+    app.register_blueprint(accounts.blueprint)
 
     @app.get("/healthz")
     def healthz():

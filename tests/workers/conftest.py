@@ -1,4 +1,4 @@
-"""Real servers for the end-to-end tests: Dovecot (IMAP + submission) and aiosmtpd."""
+"""The API as a user drives it, for the end-to-end tests."""
 
 from __future__ import annotations
 
@@ -12,34 +12,6 @@ import requests
 from app.config import load_settings
 from app.teams import create_api_key
 from app.web import create_app
-from tests.servers.dovecot import start_mail_server
-from tests.servers.smtp import start_smtp_server
-
-USERS = {
-    "alice@example.test": "alice-Pa55!",
-    "bob@example.test": 'bob "quoted" pass',
-    "carol@example.test": "carol-pässword",
-    "dave@example.test": "dave-pw",
-    "erin@example.test": "erin-pw",
-}
-
-
-@pytest.fixture(scope="session")
-def mail_server(tmp_path_factory, pki):
-    with start_mail_server(tmp_path_factory.mktemp("dovecot"), pki, USERS) as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def smtp_server(pki):
-    with start_smtp_server(pki, USERS) as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def untrusted_smtp_server(pki):
-    with start_smtp_server(pki, USERS, cert="self_signed") as server:
-        yield server
 
 
 class Api:

@@ -9,9 +9,9 @@ from sqlalchemy import select
 
 from app.devserver import free_port
 from app.models import EmailAccount
+from tests.conftest import USERS
 from tests.factories import bulk_row
 from tests.servers.worker import celery_process
-from tests.workers.conftest import USERS
 
 pytestmark = pytest.mark.integration
 

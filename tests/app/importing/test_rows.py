@@ -64,7 +64,8 @@ def test_every_bad_field_is_named():
 def test_missing_required_fields():
     errors = errors_of({"smtpHost": "smtp.example.com"})
     assert errors["smtpEmailAddress"] == "is required"
-    assert errors["imapHost"] == "is required"
+    assert errors_of(bulk_row(imapHost=None)) == {
+        "imapHost": "is required (unless smtpOnly is true)"}
 
 
 def test_missing_password_and_unknown_port_without_encryption():
@@ -92,3 +93,26 @@ def test_imap_password_defaults_to_smtp_password():
 def test_password_never_in_error_messages():
     result = validate_row(bulk_row(smtpPassword={"nested": "hunter2"}))
     assert "hunter2" not in repr(result)
+
+
+@pytest.mark.parametrize("overrides", [{"smtpOnly": "TRUE"}, {"emailServiceProvider": "SendGrid"}])
+def test_smtp_only_rows_need_no_imap(overrides):
+    raw = bulk_row(imapHost=None, imapPort=None, imapEncryption=None, **overrides)
+    result = validate_row(raw)
+    assert isinstance(result, AccountInput), result
+    assert result.imap is None and result.settings()["imap"] is None
+    assert set(result.secrets()) == {"smtp"}
+
+
+def test_sending_settings_validated_and_kept_only_when_given():
+    result = validate_row(bulk_row(maxEmailPerDay="50", warmupEnabled="yes", tags="a, b",
+                                   replyTo="Reply@Example.com", signature="<b>Hi</b>"))
+    assert result.sending == {"maxEmailPerDay": 50, "warmupEnabled": True, "tags": ["a", "b"],
+                              "replyTo": "reply@example.com", "signature": "<b>Hi</b>"}
+    assert validate_row(bulk_row()).sending == {}
+    errors = errors_of(bulk_row(maxEmailPerDay=0, warmupReplyRate=101, warmupEnabled="maybe",
+                                bcc="nope"))
+    assert errors == {"maxEmailPerDay": "must be between 1 and 100000",
+                      "warmupReplyRate": "must be between 0 and 100",
+                      "warmupEnabled": "must be true or false",
+                      "bcc": "is not a valid email address"}

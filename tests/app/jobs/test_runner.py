@@ -97,6 +97,9 @@ def test_job_runs_to_completion_with_report(services, team_id):
     assert report[0]["accountStatus"] == "1" and report[0]["smtpResult"] == "ok"
     assert report[1]["smtpErrorCode"] == "auth_failed" and report[1]["accountStatus"] == "0"
     assert report[1]["errorCode"] == "auth_failed"
+    assert report[1]["hint"] and "App Password" in report[1]["hint"], "zoho hint for auth_failed"
+    assert report[0]["hint"] == ""
+    assert report[2]["hint"].startswith("Fix the fields")
     assert report[2]["errorCode"] == "invalid_fields"
     assert "smtpEmailAddress: is not a valid email address" in report[2]["validationErrors"]
     assert report[2]["smtpResult"] == "skipped" and report[2]["accountId"] == ""

@@ -2,49 +2,57 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from app.probe.classify import RULES, classify, classify_imap, classify_smtp, imap_response_code
+from app.probe.hints import GENERIC_HINTS, hint_for
 from app.probe.model import ErrorCode as E
 from app.probe.model import MailProtocol
+from app.probe.smtp import Reply
 
-# Verbatim from /work/shared/NOTES.md, "What real providers say when a login fails".
+# Verbatim from /work/shared/NOTES.md, "What real providers say when a login fails", with the
+# provider (as the API names it) each text comes from.
 # A default the table never produces proves that the verdict came from a rule.
 NOTES_SMTP = [
-    ("534-5.7.9 Application-specific password required", E.APP_PASSWORD_REQUIRED),
-    ("535-5.7.8 Username and Password not accepted", E.AUTH_FAILED),
-    ("535 5.7.139 Authentication unsuccessful, basic authentication is disabled.",
+    ("534-5.7.9 Application-specific password required", "gmail", E.APP_PASSWORD_REQUIRED),
+    ("535-5.7.8 Username and Password not accepted", "gmail", E.AUTH_FAILED),
+    ("535 5.7.139 Authentication unsuccessful, basic authentication is disabled.", "o365",
      E.BASIC_AUTH_DISABLED),
-    ("535 5.7.139 ... SmtpClientAuthentication is disabled for the Tenant",
+    ("535 5.7.139 ... SmtpClientAuthentication is disabled for the Tenant", "o365",
      E.BASIC_AUTH_DISABLED),
-    ("535 5.7.139 ... the user credentials were incorrect.", E.AUTH_FAILED),
-    ("535 5.7.3 Authentication unsuccessful", E.AUTH_FAILED),
-    ("535 5.7.0 (#AUTH005) Too many bad auth attempts.", E.ACCOUNT_LOCKED),
-    ("535 Authentication Failed", E.AUTH_FAILED),
+    ("535 5.7.139 ... the user credentials were incorrect.", "o365", E.AUTH_FAILED),
+    ("535 5.7.3 Authentication unsuccessful", "o365", E.AUTH_FAILED),
+    ("535 5.7.0 (#AUTH005) Too many bad auth attempts.", "yahoo", E.ACCOUNT_LOCKED),
+    ("535 Authentication Failed", "zoho", E.AUTH_FAILED),
 ]
 NOTES_IMAP = [
-    ("NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)", E.AUTH_FAILED),
-    ("NO [ALERT] Application-specific password required: ...", E.APP_PASSWORD_REQUIRED),
-    ("NO [ALERT] Please log in via your web browser: ...", E.WEB_LOGIN_REQUIRED),
-    ("NO [WEBALERT <url>] Web login required", E.WEB_LOGIN_REQUIRED),
-    ("NO [ALERT] Too many simultaneous connections. (Failure)", E.SERVER_THROTTLED),
-    ("BAD User is authenticated but not connected.", E.AUTH_FAILED),
-    ("NO [AUTHENTICATIONFAILED] LOGIN Invalid credentials", E.APP_PASSWORD_REQUIRED),
-    ("NO [AUTHENTICATIONFAILED] LOGIN Invalid credentials or IMAP is disabled",
+    ("NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)", "gmail", E.AUTH_FAILED),
+    ("NO [ALERT] Application-specific password required: ...", "gmail",
+     E.APP_PASSWORD_REQUIRED),
+    ("NO [ALERT] Please log in via your web browser: ...", "gmail", E.WEB_LOGIN_REQUIRED),
+    ("NO [WEBALERT <url>] Web login required", "gmail", E.WEB_LOGIN_REQUIRED),
+    ("NO [ALERT] Too many simultaneous connections. (Failure)", "gmail", E.SERVER_THROTTLED),
+    ("BAD User is authenticated but not connected.", "o365", E.AUTH_FAILED),
+    ("NO [AUTHENTICATIONFAILED] LOGIN Invalid credentials", "yahoo", E.APP_PASSWORD_REQUIRED),
+    ("NO [AUTHENTICATIONFAILED] LOGIN Invalid credentials or IMAP is disabled", "yandex",
      E.BASIC_AUTH_DISABLED),
-    ("NO Invalid credentials", E.AUTH_FAILED),  # Zoho
-    ("NO [UNAVAILABLE] Maximum number of connections from user+IP exceeded", E.SERVER_THROTTLED),
+    ("NO Invalid credentials", "zoho", E.AUTH_FAILED),
+    ("NO [UNAVAILABLE] Maximum number of connections from user+IP exceeded", "custom",
+     E.SERVER_THROTTLED),  # Dovecot
 ]
 NOTES_TLS = "ssl3_get_record:wrong version number"
 
-# The same situations as providers really word them in full.
+# The same situations as providers really word them in full, multi-line replies included.
 FULL_SMTP = [
     ("534-5.7.9 Application-specific password required. Learn more at\n"
      "534 5.7.9 https://support.google.com/mail/?p=InvalidSecondFactor", E.APP_PASSWORD_REQUIRED),
+    ("534-5.7.9 Application-specific password required. Learn more at\n"
+     "534-5.7.9  https://support.google.com/mail/?p=InvalidSecondFactor\n"
+     "534 5.7.9 d9443c01a7336-2e6b0e4f1a2sm1234567pla.12 - gsmtp", E.APP_PASSWORD_REQUIRED),
     ("534-5.7.14 <https://accounts.google.com/signin/continue?sarp=1> Please log in via your\n"
      "534-5.7.14 web browser and then try again.", E.WEB_LOGIN_REQUIRED),
+    ("535-5.7.8 Username and Password not accepted. For more information, go to\n"
+     "535 5.7.8  https://support.google.com/mail/?p=BadCredentials", E.AUTH_FAILED),
     ("535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the "
      "Tenant. Visit https://aka.ms/smtp_auth_disabled for more information.",
      E.BASIC_AUTH_DISABLED),
@@ -75,22 +83,38 @@ FULL_IMAP = [
 ]
 
 
-def split_smtp(reply: str) -> tuple[str, str]:
-    """'534-5.7.9 text\\n534 5.7.9 more' -> ('534', '5.7.9 text 5.7.9 more')."""
-    lines = reply.split("\n")
-    code = lines[0][:3]
-    return code, " ".join(re.sub(r"^\d{3}[ -]?", "", line) for line in lines)
+def smtp_reply(raw: str) -> Reply:
+    """A reply as the probe assembles it from the wire ('534-...\\n534 ...' lines), so the
+    classifier sees exactly the text it sees in production (enhanced code kept once)."""
+    lines = raw.split("\n")
+    return Reply(int(lines[0][:3]), tuple(line[4:] for line in lines))
 
 
-@pytest.mark.parametrize(("reply", "expected"), NOTES_SMTP + FULL_SMTP)
-def test_smtp_texts(reply: str, expected: E) -> None:
-    code, text = split_smtp(reply)
-    assert classify_smtp(code, text, default=E.PROTOCOL_ERROR).code == expected
+def test_multi_line_reply_text_is_one_line_with_the_enhanced_code_once() -> None:
+    reply = smtp_reply(FULL_SMTP[0][0])
+    assert reply.text == (
+        "5.7.9 Application-specific password required. Learn more at "
+        "https://support.google.com/mail/?p=InvalidSecondFactor"
+    )
 
 
-@pytest.mark.parametrize(("response", "expected"), NOTES_IMAP + FULL_IMAP)
+@pytest.mark.parametrize(("raw", "expected"), [(r, c) for r, _, c in NOTES_SMTP] + FULL_SMTP)
+def test_smtp_texts(raw: str, expected: E) -> None:
+    reply = smtp_reply(raw)
+    assert classify_smtp(reply.code, reply.text, default=E.PROTOCOL_ERROR).code == expected
+
+
+@pytest.mark.parametrize(("response", "expected"), [(r, c) for r, _, c in NOTES_IMAP] + FULL_IMAP)
 def test_imap_texts(response: str, expected: E) -> None:
     assert classify_imap(response, default=E.PROTOCOL_ERROR).code == expected
+
+
+@pytest.mark.parametrize(("text", "provider", "code"), NOTES_SMTP + NOTES_IMAP)
+def test_notes_texts_get_their_providers_hint(text: str, provider: str, code: E) -> None:
+    hint = hint_for(code, provider, text)
+    assert hint is not None
+    if provider != "custom":  # Dovecot: nobody's settings page to point at
+        assert hint != GENERIC_HINTS[code], f"{provider} has no hint of its own for {code}"
 
 
 def test_wrong_version_number_is_a_handshake_failure() -> None:

@@ -1,0 +1,203 @@
+"""Account management against the real test servers (Dovecot IMAP and submission)."""
+
+import pytest
+from sqlalchemy import select
+
+from app.accounts.service import connect_account
+from app.importing.rows import validate_row
+from app.models import EmailAccount
+from app.probe import Prober
+from app.teams import create_api_key
+from tests.conftest import USERS
+from tests.factories import bulk_row
+
+pytestmark = pytest.mark.integration
+BASE = "/v1/email-accounts"
+
+
+@pytest.fixture
+def real_services(services, settings):
+    services.prober = Prober(settings.probe_settings())
+    return services
+
+
+def mailbox(server, email, password=None, **overrides):
+    password = password or USERS[email]
+    return bulk_row(email, smtpPassword=password, imapPassword=password, smtpHost="localhost",
+                    smtpPort=server.submission_port, smtpEncryption="starttls",
+                    imapHost="localhost", imapPort=server.imaps_port, imapEncryption="ssl",
+                    **overrides)
+
+
+def saved(real_services, team_id, row):
+    return connect_account(real_services.db, real_services.cipher, real_services.clock,
+                           real_services.prober, team_id, validate_row(row)).account_id
+
+
+@pytest.fixture
+def team(real_services, api_key):
+    from app.teams import team_for_key
+
+    return team_for_key(real_services.db, api_key)
+
+
+def headers(key):
+    return {"x-api-key": key}
+
+
+def test_list_filters_paginates_and_never_shows_passwords(client, api_key, real_services, team,
+                                                          mail_server):
+    saved(real_services, team, mailbox(mail_server, "alice@example.test"))
+    saved(real_services, team, mailbox(mail_server, "bob@example.test", password="wrong",
+                                       fromFirstName="Bobby", emailServiceProvider="gmail"))
+    other = create_api_key(real_services.db, real_services.clock, "globex").team_id
+    saved(real_services, other, mailbox(mail_server, "carol@example.test"))
+
+    body = client.get(BASE, headers=headers(api_key)).json["payload"]
+    assert [a["email"] for a in body["accounts"]] == ["alice@example.test", "bob@example.test"]
+    assert body["total"] == 2
+    assert all(p not in str(body) for p in USERS.values())
+    assert body["accounts"][1]["smtpConnection"]["errorCode"] == "auth_failed"
+    assert "App Password" in body["accounts"][1]["smtpConnection"]["hint"]
+
+    def emails(query):
+        response = client.get(f"{BASE}?{query}", headers=headers(api_key))
+        assert response.status_code == 200, response.json
+        return [a["email"] for a in response.json["payload"]["accounts"]]
+
+    assert emails("status=1") == ["alice@example.test"]
+    assert emails("status=0") == ["bob@example.test"]
+    assert emails("provider=GMAIL") == ["bob@example.test"]
+    assert emails("search=bobby") == ["bob@example.test"]
+    assert emails("search=ALICE") == ["alice@example.test"]
+    assert emails("page=2&limit=1") == ["bob@example.test"]
+    for bad in ("page=0", "limit=500", "status=2", "limit=x"):
+        response = client.get(f"{BASE}?{bad}", headers=headers(api_key))
+        assert response.status_code == 422
+        assert response.json["message"].startswith(bad.split("=")[0] + ":")
+
+
+def test_get_test_and_delete_are_scoped_to_the_team(client, api_key, real_services, team,
+                                                    mail_server):
+    account_id = saved(real_services, team, mailbox(mail_server, "alice@example.test"))
+    other_key = create_api_key(real_services.db, real_services.clock, "globex").key
+    for method, path in (("get", ""), ("post", "/test"), ("delete", "")):
+        response = getattr(client, method)(f"{BASE}/{account_id}{path}",
+                                           headers=headers(other_key))
+        assert response.status_code == 404, (method, path)
+
+    shown = client.get(f"{BASE}/{account_id}", headers=headers(api_key)).json["payload"]
+    assert shown["status"] == 1 and shown["smtp"]["port"] == mail_server.submission_port
+    assert shown["lastTestedAt"] and shown["createdAt"]
+
+    tested = client.post(f"{BASE}/{account_id}/test", headers=headers(api_key)).json["payload"]
+    assert tested["status"] == 1 and tested["smtpConnection"]["success"] is True
+
+    assert client.delete(f"{BASE}/{account_id}", headers=headers(api_key)).status_code == 200
+    assert client.get(f"{BASE}/{account_id}", headers=headers(api_key)).status_code == 404
+
+
+def test_patch_sending_settings_without_retest_and_credentials_with_retest(
+        client, api_key, real_services, team, mail_server):
+    account_id = saved(real_services, team, mailbox(mail_server, "bob@example.test",
+                                                     password="wrong"))
+    url = f"{BASE}/{account_id}"
+    response = client.patch(url, json={"maxEmailPerDay": 40, "warmupEnabled": True,
+                                       "tags": ["sales"], "suspended": True,
+                                       "signature": "<p>Bob</p>"}, headers=headers(api_key))
+    assert response.status_code == 200, response.json
+    body = response.json["payload"]
+    assert body["sending"]["maxEmailPerDay"] == 40 and body["sending"]["tags"] == ["sales"]
+    assert body["sending"]["signature"] == "<p>Bob</p>" and body["suspended"] is True
+    assert body["status"] == 0, "no re-test for sending settings"
+
+    password = USERS["bob@example.test"]
+    response = client.patch(url, json={"smtpPassword": password, "imapPassword": password},
+                            headers=headers(api_key))
+    assert response.status_code == 200, response.json
+    assert response.json["payload"]["status"] == 1, "new credentials were tested"
+    assert response.json["payload"]["sending"]["maxEmailPerDay"] == 40, "settings kept"
+
+    bad = client.patch(url, json={"smtpPort": 0, "warmupReplyRate": 300},
+                       headers=headers(api_key))
+    assert bad.status_code == 422
+    assert {e["field"] for e in bad.json["errors"]} == {"smtpPort", "warmupReplyRate"}
+    moved = client.patch(url, json={"smtpEmailAddress": "x@example.test"},
+                         headers=headers(api_key))
+    assert moved.status_code == 422 and moved.json["message"].startswith("smtpEmailAddress:")
+    assert client.patch(url, data="[]", content_type="application/json",
+                        headers=headers(api_key)).status_code == 422
+    assert client.patch(url, data="x", content_type="text/plain",
+                        headers=headers(api_key)).status_code == 415
+    with real_services.db.reading() as session:
+        stored = session.scalar(select(EmailAccount.credentials))
+    assert password not in stored
+
+
+def single(server, email, password=None, **extra):
+    password = password or USERS[email]
+    return {
+        "emailServiceProvider": "zoho", "fromName": "Alice A", "fromFirstName": "Alice",
+        "fromLastName": "A",
+        "payload": {
+            "smtp": {"emailAddress": email, "password": password, "host": "localhost",
+                     "port": server.submission_port, "encryption": "TLS", "userName": email},
+            "imap": {"emailAddress": email, "password": password, "host": "localhost",
+                     "port": server.imaps_port, "encryption": "SSL"},
+        },
+        **extra,
+    }
+
+
+def test_single_connect_saves_whatever_the_result(client, api_key, real_services, mail_server):
+    url = f"{BASE}/smtp-imap/connect"
+    good = client.post(url, json=single(mail_server, "alice@example.test"),
+                       headers=headers(api_key))
+    assert good.status_code == 200, good.json
+    payload = good.json["payload"]
+    assert payload["status"] == 1 and payload["id"]
+    assert payload["smtpConnection"]["success"] and payload["imapConnection"]["success"]
+
+    bad = client.post(url, json=single(mail_server, "dave@example.test", password="nope",
+                                       warmup="x"), headers=headers(api_key))
+    assert bad.status_code == 200
+    payload = bad.json["payload"]
+    assert payload["status"] == 0 and payload["id"]
+    assert payload["smtpConnection"] == {
+        "success": False, "result": "failed", "errorCode": "auth_failed",
+        "error": payload["smtpConnection"]["error"],
+        "hint": payload["smtpConnection"]["hint"]}
+    assert payload["smtpConnection"]["hint"]
+    assert payload["ignoredFields"] == ["warmup"]
+    assert "nope" not in str(bad.json)
+    with real_services.db.reading() as session:
+        assert sorted(session.scalars(select(EmailAccount.email))) == [
+            "alice@example.test", "dave@example.test"]
+
+
+def test_single_connect_dry_run_saves_nothing(client, api_key, real_services, mail_server):
+    response = client.post(f"{BASE}/smtp-imap/connect",
+                           json=single(mail_server, "alice@example.test", test=True),
+                           headers=headers(api_key))
+    assert response.status_code == 200
+    assert response.json["payload"]["status"] == 1 and response.json["payload"]["id"] is None
+    with real_services.db.reading() as session:
+        assert session.scalars(select(EmailAccount)).all() == []
+
+
+def test_single_connect_validation_names_every_field(client, api_key, mail_server):
+    body = single(mail_server, "alice@example.test")
+    body["payload"]["smtp"]["port"] = 0
+    body["payload"]["imap"]["encryption"] = "quantum"
+    body["emailServiceProvider"] = "hotmail"
+    response = client.post(f"{BASE}/smtp-imap/connect", json=body, headers=headers(api_key))
+    assert response.status_code == 422
+    assert {e["field"] for e in response.json["errors"]} == {
+        "smtpPort", "imapEncryption", "emailServiceProvider"}
+    for bad_body, status in (("[1]", 422), ("{", 400)):
+        response = client.post(f"{BASE}/smtp-imap/connect", data=bad_body,
+                               content_type="application/json", headers=headers(api_key))
+        assert response.status_code == status
+    response = client.post(f"{BASE}/smtp-imap/connect", json={**body, "test": "yes"},
+                           headers=headers(api_key))
+    assert response.status_code == 422 and response.json["message"].startswith("test:")
