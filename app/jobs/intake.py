@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.accounts.service import stored_settings
 from app.clock import Clock
 from app.credentials import CredentialCipher
 from app.db import Database
 from app.importing.rows import AccountInput, validate_row
-from app.models import ConnectJob, ConnectJobRow, JobStatus, RowState
+from app.models import ConnectJob, ConnectJobRow, EmailAccount, JobStatus, RowState
 
 DUPLICATE_IN_REQUEST = "duplicate_in_request"
 INVALID_FIELDS = "invalid_fields"
+ACCOUNT_NOT_FOUND = "account_not_found"
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,48 @@ def submit_job(
             invalid += 1
         rows.append(row)
 
+    return _save_job(db, now, job_id, team_id, rows, invalid, ignored_columns)
+
+
+def submit_reconnect(db: Database, clock: Clock, team_id: int, ids: Sequence[Any]
+                     ) -> SubmittedJob:
+    """Re-test stored accounts as a job. Ids that are not the team's are invalid rows."""
+    wanted = {i for i in ids if isinstance(i, int) and not isinstance(i, bool)}
+    with db.reading() as session:
+        accounts = {
+            a.id: a for a in session.scalars(
+                select(EmailAccount).where(EmailAccount.team_id == team_id,
+                                           EmailAccount.id.in_(wanted)))
+        } if wanted else {}
+    job_id = new_job_id()
+    rows: list[dict[str, Any]] = []
+    seen: dict[int, int] = {}
+    invalid = 0
+    for row_no, account_id in enumerate(ids, start=1):
+        row: dict[str, Any] = {"job_id": job_id, "row_no": row_no, "attempts": 0}
+        account = accounts.get(account_id) if account_id in wanted else None
+        if account is not None and account_id in seen:
+            row.update(state=RowState.INVALID, email=account.email,
+                       error_code=DUPLICATE_IN_REQUEST,
+                       field_errors=[{"field": "id",
+                                      "message": f"duplicates row {seen[account_id]}"}])
+        elif account is not None:
+            seen[account_id] = row_no
+            row.update(state=RowState.PENDING, email=account.email,
+                       settings=stored_settings(account), credentials=account.credentials)
+        else:
+            row.update(state=RowState.INVALID, error_code=ACCOUNT_NOT_FOUND,
+                       field_errors=[{"field": "id", "message": (
+                           f"no account {account_id} for this team" if account_id in wanted
+                           else "must be an account id (a whole number)")}])
+        invalid += row["state"] == RowState.INVALID
+        rows.append(row)
+    return _save_job(db, clock.now(), job_id, team_id, rows, invalid, ())
+
+
+def _save_job(db: Database, now: dt.datetime, job_id: str, team_id: int,
+              rows: list[dict[str, Any]], invalid: int, ignored_columns: Sequence[str]
+              ) -> SubmittedJob:
     with db.transaction() as session:
         session.add(ConnectJob(
             id=job_id, team_id=team_id, status=JobStatus.QUEUED, total=len(rows),

@@ -9,7 +9,7 @@ import pandas as pd
 from sqlalchemy import select
 
 from app.db import Database
-from app.jobs.intake import DUPLICATE_IN_REQUEST, INVALID_FIELDS
+from app.jobs.intake import ACCOUNT_NOT_FOUND, DUPLICATE_IN_REQUEST, INVALID_FIELDS
 from app.models import ConnectJobRow, RowState
 from app.probe.hints import hint_for
 
@@ -22,6 +22,7 @@ INVALID_HINTS = {
     INVALID_FIELDS: "Fix the fields named in validationErrors and submit the row again.",
     DUPLICATE_IN_REQUEST: "This email appears earlier in the same request; only the first "
                           "row is tested.",
+    ACCOUNT_NOT_FOUND: "Use the id of one of this team's accounts (GET /v1/email-accounts).",
 }
 CHUNK_ROWS = 5000
 

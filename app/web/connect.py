@@ -9,7 +9,7 @@ import logging
 from flask import Blueprint, current_app, g, jsonify, request
 
 from app.importing.upload import Batch, UploadError, batch_from_csv, batch_from_json
-from app.jobs.intake import submit_job
+from app.jobs.intake import SubmittedJob, submit_job, submit_reconnect
 from app.jobs.status import job_view
 from app.services import Services
 from app.storage import StorageError
@@ -37,6 +37,28 @@ def connect():
     batch = _read_batch(services.settings.max_accounts_per_request)
     submitted = submit_job(services.db, services.cipher, services.clock, g.team_id,
                            batch.records, batch.ignored_columns)
+    return _accepted(submitted)
+
+
+@blueprint.post("/reconnect")
+def reconnect():
+    """Re-test stored accounts (Saleshandy's reconnect): a job like a bulk connect."""
+    services = _services()
+    if request.mimetype != "application/json":
+        raise ApiError(415, "Content-Type: must be application/json")
+    try:
+        ids = json.loads(request.get_data())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"body: is not valid JSON ({exc})") from None
+    if not isinstance(ids, list) or not ids:
+        raise ApiError(422, "body: must be a non-empty JSON array of account ids")
+    limit = services.settings.max_accounts_per_request
+    if len(ids) > limit:
+        raise ApiError(413, f"body: has {len(ids)} ids; at most {limit} per request")
+    return _accepted(submit_reconnect(services.db, services.clock, g.team_id, ids))
+
+
+def _accepted(submitted: SubmittedJob):
     queue = current_app.extensions["mailconnect.queue"]
     try:
         if submitted.needs_probing:
