@@ -34,6 +34,7 @@ USERS = {
     "carol@example.test": "carol-pässword",
     "dave@example.test": "dave-pw",
     "erin@example.test": "erin-pw",
+    "grace@example.test": "grace-pw",
 }
 
 

@@ -40,6 +40,11 @@ def test_mixed_batch_end_to_end(api, env, tmp_path, mail_server, smtp_server,
                 password=USERS["alice@example.test"], imapUserName="alice@example.test"),
         bulk_row("not-an-email", smtpPort=99999),
         account("alice@example.test", m.submissions_port, "ssl", m.imaps_port, "ssl"),
+        bulk_row("grace@example.test", emailServiceProvider="SendGrid",
+                 smtpPassword=USERS["grace@example.test"], smtpHost="localhost",
+                 smtpPort=s.starttls_port, smtpEncryption="starttls", imapHost=None,
+                 imapPort=None, imapEncryption=None, imapPassword=None,
+                 imapEmailAddress=None, imapUserName=None),
     ]
     env["WORKER_CONCURRENCY"] = "8"
     with celery_process("worker", env, tmp_path) as worker:
@@ -48,14 +53,14 @@ def test_mixed_batch_end_to_end(api, env, tmp_path, mail_server, smtp_server,
 
     assert status["status"] == "completed"
     assert (status["total"], status["processed"], status["succeeded"], status["failed"],
-            status["invalid"]) == (9, 9, 3, 4, 2)
+            status["invalid"]) == (10, 10, 4, 4, 2)
     assert status["progress"] == 100.0
     for stamp in ("createdAt", "startedAt", "completedAt", "reportExpiresAt"):
         assert dt.datetime.fromisoformat(status[stamp])
     assert status["reportURL"].startswith(env["S3_ENDPOINT_URL"])
 
     report = api.report(status)
-    assert [int(r["row"]) for r in report] == list(range(1, 10))
+    assert [int(r["row"]) for r in report] == list(range(1, 11))
     by_row = {int(r["row"]): r for r in report}
     expected = {
         1: ("connected", "ok", "", "ok", ""),
@@ -67,6 +72,7 @@ def test_mixed_batch_end_to_end(api, env, tmp_path, mail_server, smtp_server,
         7: ("failed", "failed", "tls_certificate_invalid", "ok", ""),
         8: ("invalid", "skipped", "", "skipped", ""),
         9: ("invalid", "skipped", "", "skipped", ""),
+        10: ("connected", "ok", "", "skipped", ""),
     }
     for row_no, (state, smtp, smtp_code, imap, imap_code) in expected.items():
         r = by_row[row_no]
@@ -88,7 +94,8 @@ def test_mixed_batch_end_to_end(api, env, tmp_path, mail_server, smtp_server,
         accounts = {a.email: a for a in session.scalars(select(EmailAccount))}
     assert sorted(accounts) == sorted(
         ["alice@example.test", "bob@example.test", "carol@example.test", "dave@example.test",
-         "erin@example.test", "frank@example.test", "gina@example.test"])
+         "erin@example.test", "frank@example.test", "gina@example.test",
+         "grace@example.test"])
     for row_no, r in by_row.items():
         if r["accountId"]:
             saved = accounts[r["email"]]

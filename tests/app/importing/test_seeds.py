@@ -4,20 +4,40 @@ The bodies are copied into this file so the tests do not depend on the seed docu
 """
 
 import pytest
+from sqlalchemy import select
 
 from app.importing.aliases import canonical_record, flatten_single_connect
 from app.importing.rows import AccountInput, validate_row
+from app.models import ConnectJobRow
 from app.probe.model import Encryption
 
 
-def accepted(body: dict) -> tuple[AccountInput, list[str]]:
+@pytest.fixture
+def http(client, api_key, services):
+    """Each body is also sent unchanged to the bulk endpoint, as a one-row import."""
+
+    def post(body: dict) -> None:
+        response = client.post("/v1/email-accounts/connect", json=[body],
+                               headers={"x-api-key": api_key})
+        assert response.status_code == 202, response.json
+        with services.db.reading() as session:
+            state = session.scalar(select(ConnectJobRow.state).where(
+                ConnectJobRow.job_id == response.json["payload"]["requestId"]))
+        assert state == "pending", "the row was accepted for testing"
+
+    return post
+
+
+def accepted(body: dict, http=None) -> tuple[AccountInput, list[str]]:
     record, unrecognised = canonical_record(body)
     result = validate_row(record)
     assert isinstance(result, AccountInput), result
+    if http is not None:
+        http(body)
     return result, unrecognised
 
 
-def test_000_saleshandy_single_connect():
+def test_000_saleshandy_single_connect(http):
     # The scraped page shows every address as "[email protected]" (Cloudflare's address
     # obfuscation); a real address stands in for it.
     body = {
@@ -44,6 +64,7 @@ def test_000_saleshandy_single_connect():
         },
     }
     account, unrecognised = accepted(flatten_single_connect(body))
+    http(body)  # the nested single-connect shape, as sent
     assert unrecognised == []
     assert (account.provider, account.from_name) == ("zoho", "Sarah Chen")
     assert (account.smtp.host, account.smtp.port, account.smtp.encryption) == (
@@ -53,7 +74,7 @@ def test_000_saleshandy_single_connect():
     assert account.imap.password.reveal() == "AppPassword123"
 
 
-def test_001_saleshandy_bulk_connect():
+def test_001_saleshandy_bulk_connect(http):
     # As in 000, "[email protected]" in the page is replaced by a real address.
     body = {
         "emailServiceProvider": "gsuite",
@@ -72,7 +93,7 @@ def test_001_saleshandy_bulk_connect():
         "imapPort": 993,
         "imapEncryption": "ssl",
     }
-    account, unrecognised = accepted(body)
+    account, unrecognised = accepted(body, http)
     assert unrecognised == []
     assert (account.email, account.provider, account.from_name) == (
         "john.snow@example.com", "gsuite", "John Snow")
@@ -138,8 +159,8 @@ SMARTLEAD_EXAMPLES = [
 
 
 @pytest.mark.parametrize("body", [SMARTLEAD_REQUEST, *SMARTLEAD_EXAMPLES])
-def test_002_smartlead_save(body):
-    account, unrecognised = accepted(body)
+def test_002_smartlead_save(body, http):
+    account, unrecognised = accepted(body, http)
     assert unrecognised == []
     assert account.provider == body["type"].lower()
     assert account.from_name == body["from_name"]
@@ -154,7 +175,7 @@ def test_002_smartlead_save(body):
                                    "minDelayMinutes": 5}
 
 
-def test_003_mailreach_imap_auth():
+def test_003_mailreach_imap_auth(http):
     # The document's example leaves every text field empty; the empty strings are replaced by
     # realistic values (hosts, addresses, passwords, names). All else is as published.
     body = {
@@ -179,7 +200,7 @@ def test_003_mailreach_imap_auth():
         "spamchecker_only": True,
         "test": True,
     }
-    account, unrecognised = accepted(body)
+    account, unrecognised = accepted(body, http)
     assert unrecognised == ["id", "smtp_server_auth_type", "imap_issue", "spamchecker_only",
                             "test"]
     assert (account.email, account.provider, account.from_name) == (
@@ -190,7 +211,7 @@ def test_003_mailreach_imap_auth():
     assert account.imap is None  # smtp_only
 
 
-def test_004_lemlist_email_accounts():
+def test_004_lemlist_email_accounts(http):
     body = {
         "sender_name": "John Doe",
         "sender_email": "john@company.com",
@@ -203,7 +224,7 @@ def test_004_lemlist_email_accounts():
         "imap_login": "john@company.com",
         "imap_password": "password123",
     }
-    account, unrecognised = accepted(body)
+    account, unrecognised = accepted(body, http)
     assert unrecognised == []
     assert (account.email, account.from_name) == ("john@company.com", "John Doe")
     assert (account.smtp.host, account.smtp.port, account.smtp.encryption) == (
