@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from app.accounts.detect import DnsMxResolver, MxResolver
 from app.clock import Clock, SystemClock
 from app.config import Settings
 from app.credentials import CredentialCipher
@@ -20,6 +22,8 @@ class Services:
     store: ReportStore
     prober: Prober
     clock: Clock = field(default_factory=SystemClock)
+    # One resolver (and so one MX cache) per request or job: answers must not go stale.
+    mx_resolvers: Callable[[], MxResolver] = DnsMxResolver
 
 
 def build_services(settings: Settings, store: ReportStore | None = None,

@@ -7,10 +7,17 @@ from pathlib import Path
 from typing import Protocol
 
 import boto3
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 log = logging.getLogger(__name__)
+
+
+# boto3's default keeps up to 10 parts of 8 MB in flight. A report below 64 MB goes up as one
+# PUT streamed from its file; a larger one in parts, two at a time.
+UPLOAD = TransferConfig(multipart_threshold=64 * 2**20, multipart_chunksize=16 * 2**20,
+                        max_concurrency=2)
 
 
 class StorageError(Exception):
@@ -74,7 +81,7 @@ class S3ReportStore:
 
     def upload_file(self, key: str, path: Path, content_type: str) -> None:
         try:
-            self._client.upload_file(str(path), self.bucket, key,
+            self._client.upload_file(str(path), self.bucket, key, Config=UPLOAD,
                                      ExtraArgs={"ContentType": content_type})
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"upload of {key} failed: {exc}") from exc

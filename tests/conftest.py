@@ -142,10 +142,18 @@ def settings(env: dict[str, str]) -> Settings:
 @pytest.fixture
 def services(settings: Settings) -> Iterator[Services]:
     built = build_services(settings, clock=SystemClock())
+    built.mx_resolvers = NoMx  # tests never reach real DNS
     assert isinstance(built.store, S3ReportStore)
     built.store.ensure_bucket()
     yield built
     built.db.engine.dispose()
+
+
+class NoMx:
+    """An MX resolver that recognises nothing (tests needing answers pass their own)."""
+
+    def mx_hosts(self, domain: str) -> list[str]:
+        return []
 
 
 class FakeQueue:

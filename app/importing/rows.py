@@ -7,19 +7,25 @@ that has it, so a user can fix their sheet without guessing.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 
+from app.accounts.detect import MxResolver, detect_provider
+from app.accounts.presets import PRESETS, SMTP_ONLY_PROVIDERS
 from app.accounts.providers import DEFAULT_PROVIDER, normalise_provider
 from app.credentials import Secret
 from app.probe.model import Encryption, Endpoint
@@ -86,20 +92,34 @@ def _port(value: Any) -> Any:
     return value
 
 
+def _unless_blank(parse: Callable[[Any], Any], blank: Any = None) -> BeforeValidator:
+    # A blank cell (CSV gives "" for every empty one) means "not given", so the default, a
+    # preset or "is required" applies. One validator, because pydantic runs a field's
+    # BeforeValidators last to first: separate ones would parse "" before blanking it.
+    def validate(value: Any) -> Any:
+        value = _blank_to_none(value)
+        return blank if value is None else parse(value)
+    return BeforeValidator(validate)
+
+
+def _between(low: int, high: int) -> AfterValidator:
+    # Not Field(ge=, le=): on an optional int those raise TypeError for an explicit null.
+    def check(value: int | None) -> int | None:
+        if value is not None and not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+    return AfterValidator(check)
+
+
 Text = Annotated[str | None, BeforeValidator(_blank_to_none), Field(max_length=200)]
 Email = Annotated[str, BeforeValidator(_blank_to_none), BeforeValidator(_email)]
-OptionalEmail = Annotated[str | None, BeforeValidator(_blank_to_none), BeforeValidator(
-    lambda v: v if v is None else _email(v))]
-Host = Annotated[str, BeforeValidator(_blank_to_none), BeforeValidator(
-    lambda v: v if v is None or not isinstance(v, str) else _host(v))]
+OptionalEmail = Annotated[str | None, _unless_blank(_email)]
+Host = Annotated[str | None, _unless_blank(lambda v: _host(v) if isinstance(v, str) else v)]
 Username = Annotated[str | None, BeforeValidator(_blank_to_none), Field(max_length=320)]
 Password = Annotated[SecretStr | None, BeforeValidator(_blank_to_none), Field(max_length=1024)]
-Port = Annotated[int | None, BeforeValidator(_blank_to_none), BeforeValidator(_port),
-                 Field(ge=1, le=65535)]
-EncryptionField = Annotated[Encryption | None, BeforeValidator(_blank_to_none),
-                            BeforeValidator(lambda v: v if v is None else _encryption(v))]
-Provider = Annotated[str, BeforeValidator(_blank_to_none), BeforeValidator(
-    lambda v: DEFAULT_PROVIDER if v is None else _provider(v))]
+Port = Annotated[int | None, _unless_blank(_port), _between(1, 65535)]
+EncryptionField = Annotated[Encryption | None, _unless_blank(_encryption)]
+Provider = Annotated[str, _unless_blank(_provider, blank=DEFAULT_PROVIDER)]
 
 
 def _flag(value: Any) -> Any:
@@ -121,12 +141,10 @@ def _tags(value: Any) -> Any:
 
 
 Flag = Annotated[bool | None, BeforeValidator(_flag)]
-Count = Annotated[int | None, BeforeValidator(_blank_to_none), BeforeValidator(_port)]
+Count = Annotated[int | None, _unless_blank(_port)]
 Tags = Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]] | None,
                  BeforeValidator(_blank_to_none), BeforeValidator(_tags), Field(max_length=50)]
 
-# Relays with no mailbox to log into: IMAP is not theirs to test.
-SMTP_ONLY_PROVIDERS = frozenset({"sendgrid", "mailgun", "ses"})
 SENDING_FIELDS = ("maxEmailPerDay", "minDelayMinutes", "warmupEnabled", "warmupPerDay",
                   "warmupDailyRampup", "warmupReplyRate", "replyTo", "bcc", "signature", "tags",
                   "suspended")
@@ -143,37 +161,44 @@ class BulkRow(BaseModel):
     smtpEmailAddress: Email
     smtpUserName: Username = None
     smtpPassword: Password = None
-    smtpHost: Host
+    smtpHost: Host = None
     smtpPort: Port = None
     smtpEncryption: EncryptionField = None
 
     imapEmailAddress: OptionalEmail = None
     imapUserName: Username = None
     imapPassword: Password = None
-    imapHost: Host | None = None
+    imapHost: Host = None
     imapPort: Port = None
     imapEncryption: EncryptionField = None
     smtpOnly: Flag = False
 
-    maxEmailPerDay: Annotated[Count, Field(ge=1, le=100_000)] = None
-    minDelayMinutes: Annotated[Count, Field(ge=0, le=1440)] = None
+    maxEmailPerDay: Annotated[Count, _between(1, 100_000)] = None
+    minDelayMinutes: Annotated[Count, _between(0, 1440)] = None
     warmupEnabled: Flag = None
-    warmupPerDay: Annotated[Count, Field(ge=0, le=10_000)] = None
-    warmupDailyRampup: Annotated[Count, Field(ge=0, le=1000)] = None
-    warmupReplyRate: Annotated[Count, Field(ge=0, le=100)] = None
+    warmupPerDay: Annotated[Count, _between(0, 10_000)] = None
+    warmupDailyRampup: Annotated[Count, _between(0, 1000)] = None
+    warmupReplyRate: Annotated[Count, _between(0, 100)] = None
     replyTo: OptionalEmail = None
     bcc: OptionalEmail = None
     signature: Annotated[str | None, Field(max_length=20_000)] = None
     tags: Tags = None
     suspended: Flag = None
 
+    # Fields the row left empty and presets or MX detection filled, in the order filled. A tuple
+    # default, not default_factory=list: pydantic inspects a factory's signature per instance.
+    _filled: tuple[str, ...] = PrivateAttr(default=())
+
     @property
     def tests_imap(self) -> bool:
         return not (self.smtpOnly or self.emailServiceProvider in SMTP_ONLY_PROVIDERS)
 
     @model_validator(mode="after")
-    def _complete(self) -> BulkRow:
+    def _complete(self, info: ValidationInfo) -> BulkRow:
         errors: list[tuple[str, str]] = []
+        if self.smtpHost is None and self.emailServiceProvider not in PRESETS:
+            errors.extend(self._detect_provider((info.context or {}).get("mx")))
+        self._fill_from_preset()
         if self.smtpPassword is None:
             errors.append(("smtpPassword", "is required"))
         if self.imapHost is None and self.tests_imap:
@@ -194,6 +219,39 @@ class BulkRow(BaseModel):
         if errors:
             raise RowErrors(errors)
         return self
+
+    def _detect_provider(self, mx: MxResolver | None) -> list[tuple[str, str]]:
+        # "smtp" and "custom" say the row has its own server, so only "other" (the default
+        # when the row names none) is worth a DNS lookup.
+        if mx is None or self.emailServiceProvider != DEFAULT_PROVIDER:
+            return [("smtpHost", "is required")]
+        domain = self.smtpEmailAddress.rpartition("@")[2]
+        provider = detect_provider(domain, mx)
+        if provider is None:
+            return [("smtpHost", f"is required (the provider of {domain} could not be "
+                                 "recognised from its MX records)")]
+        self.emailServiceProvider = provider
+        self._filled += ("emailServiceProvider",)
+        return []
+
+    def _fill_from_preset(self) -> None:
+        preset = PRESETS.get(self.emailServiceProvider)
+        if preset is None:
+            return
+        for protocol in ("smtp", "imap") if self.tests_imap else ("smtp",):
+            server = preset.server(protocol)
+            if server is None:
+                continue
+            host, port, enc = f"{protocol}Host", f"{protocol}Port", f"{protocol}Encryption"
+            fills = {host: server.host}
+            # Port and encryption go together: given one, the other is inferred from it below,
+            # because a preset's half would contradict it (a row's 587 with Gmail's ssl).
+            if getattr(self, port) is None and getattr(self, enc) is None:
+                fills |= {port: server.port, enc: server.encryption}
+            for name, value in fills.items():
+                if getattr(self, name) is None:
+                    setattr(self, name, value)
+                    self._filled += (name,)
 
 
 class RowErrors(ValueError):
@@ -228,6 +286,7 @@ class AccountInput:
     imap: Endpoint | None
     imap_email: str | None
     sending: dict[str, Any]  # only the sending settings the row gave
+    filled: tuple[str, ...] = ()  # fields the row left empty that presets or DNS filled
 
     def settings(self) -> dict[str, Any]:
         """Everything but the passwords, as stored on job rows."""
@@ -240,6 +299,7 @@ class AccountInput:
             "smtp": _endpoint_settings(self.smtp, self.smtp_email),
             "imap": _endpoint_settings(self.imap, self.imap_email) if self.imap else None,
             "sending": self.sending,
+            "filled": list(self.filled),
         }
 
     def secrets(self) -> dict[str, Secret]:
@@ -269,11 +329,13 @@ def endpoint_from_settings(settings: dict[str, Any], password: Secret) -> Endpoi
     )
 
 
-def validate_row(raw: Any) -> AccountInput | list[FieldError]:
+def validate_row(raw: Any, mx: MxResolver | None = None) -> AccountInput | list[FieldError]:
+    """`mx` looks up the provider of rows that name neither a server nor a provider; without
+    it no DNS happens and such rows are invalid."""
     if not isinstance(raw, dict):
         return [FieldError("row", "must be an object of account fields")]
     try:
-        row = BulkRow.model_validate(raw)
+        row = BulkRow.model_validate(raw, context={"mx": mx})
     except ValidationError as exc:
         return _field_errors(exc)
     smtp_password = Secret(row.smtpPassword.get_secret_value())
@@ -297,22 +359,13 @@ def validate_row(raw: Any) -> AccountInput | list[FieldError]:
                       row.imapUserName or imap_email, imap_password) if row.tests_imap else None,
         imap_email=imap_email if row.tests_imap else None,
         sending=_sending(row),
+        filled=row._filled,
     )
 
 
 def _sending(row: BulkRow) -> dict[str, Any]:
     given = {name: getattr(row, name) for name in SENDING_FIELDS if name in row.model_fields_set}
     return {name: value for name, value in given.items() if value is not None}
-
-
-def _range_message(field: str) -> str:
-    bounds = {}
-    info = BulkRow.model_fields.get(field)
-    for item in info.metadata if info else []:
-        for name in ("ge", "le"):
-            if getattr(item, name, None) is not None:
-                bounds[name] = getattr(item, name)
-    return f"must be between {bounds.get('ge', '')} and {bounds.get('le', '')}".strip()
 
 
 _MESSAGES = {
@@ -334,8 +387,6 @@ def _field_errors(exc: ValidationError) -> list[FieldError]:
             continue
         if kind in _MESSAGES:
             message = _MESSAGES[kind]
-        elif kind in ("greater_than_equal", "less_than_equal"):
-            message = _range_message(field)
         elif kind == "string_too_long":
             message = f"is too long (at most {error['ctx']['max_length']} characters)"
         elif kind == "value_error":

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.accounts.detect import MxResolver
 from app.accounts.service import stored_settings
 from app.clock import Clock
 from app.credentials import CredentialCipher
@@ -46,6 +47,7 @@ def submit_job(
     team_id: int,
     records: Sequence[Any],
     ignored_columns: Sequence[str] = (),
+    mx: MxResolver | None = None,
 ) -> SubmittedJob:
     now = clock.now()
     job_id = new_job_id()
@@ -53,7 +55,7 @@ def submit_job(
     seen: dict[str, int] = {}
     invalid = 0
     for row_no, record in enumerate(records, start=1):
-        checked = validate_row(record)
+        checked = validate_row(record, mx=mx)
         row: dict[str, Any] = {"job_id": job_id, "row_no": row_no, "attempts": 0}
         if isinstance(checked, AccountInput) and checked.email in seen:
             row.update(state=RowState.INVALID, email=checked.email,

@@ -16,7 +16,7 @@ from app.probe.hints import hint_for
 COLUMNS = [
     "row", "email", "status", "errorCode", "validationErrors", "accountId", "accountStatus",
     "smtpResult", "smtpErrorCode", "smtpError", "imapResult", "imapErrorCode", "imapError",
-    "hint", "attempts", "durationMs",
+    "hint", "filledIn", "attempts", "durationMs",
 ]
 INVALID_HINTS = {
     INVALID_FIELDS: "Fix the fields named in validationErrors and submit the row again.",
@@ -44,19 +44,26 @@ def write_report(db: Database, job_id: str, out: IO[str]) -> int:
 
 
 def _chunks(db: Database, job_id: str) -> Iterator[list[dict[str, Any]]]:
-    query = (
-        select(rows.c.row_no, rows.c.email, rows.c.state, rows.c.error_code,
+    # Keyset pages, each its own short read: memory stays one chunk deep whatever the job's
+    # size, and no long transaction holds back writers.
+    columns = (rows.c.row_no, rows.c.email, rows.c.state, rows.c.error_code,
                rows.c.field_errors, rows.c.account_id, rows.c.account_status,
                rows.c.smtp_result, rows.c.smtp_error_code, rows.c.smtp_error,
                rows.c.imap_result, rows.c.imap_error_code, rows.c.imap_error,
                rows.c.attempts, rows.c.duration_ms, rows.c.settings)
-        .where(rows.c.job_id == job_id)
-        .order_by(rows.c.row_no)
-        .execution_options(yield_per=CHUNK_ROWS)
-    )
-    with db.reading() as session:
-        for partition in session.execute(query).partitions():
-            yield [_report_row(r) for r in partition]
+    last = 0
+    while True:
+        with db.reading() as session:
+            page = session.execute(
+                select(*columns)
+                .where(rows.c.job_id == job_id, rows.c.row_no > last)
+                .order_by(rows.c.row_no)
+                .limit(CHUNK_ROWS)
+            ).all()
+        if not page:
+            return
+        last = page[-1].row_no
+        yield [_report_row(r) for r in page]
 
 
 def _report_row(r: Any) -> dict[str, Any]:
@@ -85,6 +92,7 @@ def _report_row(r: Any) -> dict[str, Any]:
         "imapErrorCode": r.imap_error_code,
         "imapError": r.imap_error,
         "hint": _hint(r, status),
+        "filledIn": ", ".join((r.settings or {}).get("filled") or []) or None,
         "attempts": r.attempts,
         "durationMs": r.duration_ms,
     }

@@ -74,7 +74,7 @@ def connect_one():
     if not isinstance(dry_run, bool):
         raise ApiError(422, "test: must be true or false")
     record, ignored = canonical_record(flatten_single_connect(body))
-    checked = validate_row(record)
+    checked = validate_row(record, mx=s.mx_resolvers())
     if isinstance(checked, list):
         raise _invalid(checked)
     result = connect_account(s.db, s.cipher, s.clock, s.prober, g.team_id, checked,
@@ -82,7 +82,10 @@ def connect_one():
     message = ("Email account tested; nothing was saved." if dry_run
                else "Email account connected." if result.probe.verified
                else "Email account saved, but its connection failed.")
-    return connect_response(result, message, **({"ignoredFields": ignored} if ignored else {}))
+    extra = {"filledIn": list(checked.filled)} if checked.filled else {}
+    if ignored:
+        extra["ignoredFields"] = ignored
+    return connect_response(result, message, **extra)
 
 
 @blueprint.get("")

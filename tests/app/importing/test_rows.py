@@ -64,7 +64,8 @@ def test_every_bad_field_is_named():
 def test_missing_required_fields():
     errors = errors_of({"smtpHost": "smtp.example.com"})
     assert errors["smtpEmailAddress"] == "is required"
-    assert errors_of(bulk_row(imapHost=None)) == {
+    # "other" has no preset to fill the host from.
+    assert errors_of(bulk_row(emailServiceProvider="other", imapHost=None)) == {
         "imapHost": "is required (unless smtpOnly is true)"}
 
 
@@ -116,3 +117,28 @@ def test_sending_settings_validated_and_kept_only_when_given():
                       "warmupReplyRate": "must be between 0 and 100",
                       "warmupEnabled": "must be true or false",
                       "bcc": "is not a valid email address"}
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_blank_cells_count_as_not_given(blank):
+    # CSV gives "" for every empty cell: a default, a preset or "is required" applies.
+    blanks = dict.fromkeys(("smtpPort", "imapEmailAddress", "maxEmailPerDay"), blank)
+    result = validate_row({**bulk_row(emailServiceProvider=blank, smtpEncryption="ssl"),
+                           **blanks})
+    assert isinstance(result, AccountInput), result
+    assert (result.provider, result.smtp.port, result.imap_email) == (
+        "other", 465, "sarah@example.com")
+    assert errors_of(bulk_row(emailServiceProvider="other", smtpHost=blank)) == {
+        "smtpHost": "is required"}
+
+
+@pytest.mark.parametrize("field", ["smtpPort", "imapPort", "maxEmailPerDay"])
+def test_explicit_null_number_is_not_given(field):
+    # A JSON null used to reach the range check and raise TypeError (a 500 for the batch).
+    result = validate_row({**bulk_row(), field: None})
+    assert isinstance(result, AccountInput), result
+
+
+def test_missing_smtp_host_is_required_without_a_preset():
+    assert errors_of(bulk_row(emailServiceProvider="smtp", smtpHost=None)) == {
+        "smtpHost": "is required"}

@@ -166,3 +166,30 @@ def test_report_link_failure_is_503_not_500(client, api_key, services, queue):
     response = client.get(f"{URL}/status/{job_id}", headers={"x-api-key": api_key})
     assert response.status_code == 503
     assert response.json["message"].startswith("reportURL:")
+
+
+def test_missing_hosts_are_filled_from_presets_and_mx_records(client, api_key, services, queue):
+    class GoogleMx:
+        def mx_hosts(self, domain):
+            return {"acme.com": ["aspmx.l.google.com"]}.get(domain, [])
+
+    services.mx_resolvers = GoogleMx
+    bare = {"smtpEmailAddress": "ann@acme.com", "smtpPassword": "pw"}
+    rows = [bare, {**bare, "smtpEmailAddress": "bo@unknown.example"},
+            {**bare, "smtpEmailAddress": "cy@zoho.example", "emailServiceProvider": "zoho"}]
+    job_id = post(client, api_key, rows).json["payload"]["requestId"]
+    with services.db.reading() as session:
+        stored = session.execute(select(ConnectJobRow).where(ConnectJobRow.job_id == job_id)
+                                 .order_by(ConnectJobRow.row_no)).scalars().all()
+        detected, unknown, preset = stored
+        assert detected.state == "pending"
+        assert detected.settings["provider"] == "gsuite"
+        assert detected.settings["smtp"]["host"] == "smtp.gmail.com"
+        assert detected.settings["imap"]["host"] == "imap.gmail.com"
+        assert "emailServiceProvider" in detected.settings["filled"]
+        assert "smtpHost" in detected.settings["filled"]
+        assert unknown.state == "invalid"
+        assert any(e["field"] == "smtpHost" and "unknown.example" in e["message"]
+                   for e in unknown.field_errors)
+        assert preset.settings["smtp"]["host"] == "smtp.zoho.com"
+        assert "emailServiceProvider" not in preset.settings["filled"]
