@@ -15,9 +15,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from app.config import load_settings
-from app.credentials import CredentialCipher
-from app.migrate import upgrade
+from tests.bench.environment import service_env
 from tests.factories import bulk_row
 from tests.servers.counting_proxy import counting_proxy
 from tests.servers.dovecot import start_dovecot
@@ -44,16 +42,8 @@ def main() -> None:
         smtp = stack.enter_context(counting_proxy(mail.submission_port))
         imap = stack.enter_context(counting_proxy(mail.imaps_port))
         db_url = f"sqlite:///{tmp}/bench.db"
-        upgrade(load_settings(DATABASE_URL=db_url).sqlalchemy_url)
-        env = {
-            "MAILCONNECT_DATA_DIR": str(tmp / "data"), "DATABASE_URL": db_url,
-            "REDIS_URL": redis_url, "S3_ENDPOINT_URL": s3, "S3_BUCKET": "bench",
-            "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-            "CREDENTIALS_KEYS": CredentialCipher.generate_key(),
-            "PROBE_ALLOW_NETWORKS": "127.0.0.0/8,::1/128",
-            "PROBE_EXTRA_CA_FILE": str(pki.ca_file),
-            "PROBE_MAX_PER_HOST": str(args.cap),
-        }
+        env = service_env(tmp, db_url, redis_url, s3, pki,
+                          PROBE_MAX_PER_HOST=str(args.cap))
         api = Api(env)
         # Two host names, one per protocol, so each protocol's sessions are capped and counted.
         rows = [bulk_row(user, smtpPassword=pw, imapPassword=pw, smtpHost="localhost",

@@ -16,9 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from app.config import load_settings
-from app.credentials import CredentialCipher
-from app.migrate import upgrade
+from tests.bench.environment import service_env
 from tests.factories import bulk_row
 from tests.servers.dovecot import start_dovecot
 from tests.servers.redis_server import private_redis
@@ -50,16 +48,7 @@ def main() -> None:
                 private_redis(tmp) as redis_url, moto_s3() as s3:
             for run in range(args.runs):
                 db_url = args.database_url or f"sqlite:///{tmp}/bench-{run}.db"
-                upgrade(load_settings(DATABASE_URL=db_url).sqlalchemy_url)
-                env = {
-                    "MAILCONNECT_DATA_DIR": str(tmp / "data"), "DATABASE_URL": db_url,
-                    "REDIS_URL": redis_url, "S3_ENDPOINT_URL": s3, "S3_BUCKET": "bench",
-                    "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-                    "AWS_DEFAULT_REGION": "us-east-1",
-                    "CREDENTIALS_KEYS": CredentialCipher.generate_key(),
-                    "PROBE_ALLOW_NETWORKS": "127.0.0.0/8,::1/128",
-                    "PROBE_EXTRA_CA_FILE": str(pki.ca_file),
-                }
+                env = service_env(tmp, db_url, redis_url, s3, pki)
                 api = Api(env)
                 rows = accounts(args.accounts, mail.submission_port, mail.imaps_port)
                 with celery_process("worker", env, tmp, name=f"bench-{run}") as worker:

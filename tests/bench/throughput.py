@@ -19,10 +19,8 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from app.config import load_settings
-from app.credentials import CredentialCipher
-from app.migrate import upgrade
 from tests.bench.baseline import run_baseline
+from tests.bench.environment import service_env
 from tests.factories import bulk_row
 from tests.servers.counting_proxy import counting_proxy
 from tests.servers.dovecot import start_dovecot
@@ -78,16 +76,7 @@ def main() -> None:
 def run_system(tmp: Path, run: int, args, users, pki, smtp_port: int, imap_port: int,
                redis_url: str, s3: str) -> float:
     db_url = args.database_url or f"sqlite:///{tmp}/system-{run}.db"
-    upgrade(load_settings(DATABASE_URL=db_url).sqlalchemy_url)
-    env = {
-        "MAILCONNECT_DATA_DIR": str(tmp / "data"), "DATABASE_URL": db_url,
-        "REDIS_URL": redis_url, "S3_ENDPOINT_URL": s3, "S3_BUCKET": "bench",
-        "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-        "CREDENTIALS_KEYS": CredentialCipher.generate_key(),
-        "PROBE_ALLOW_NETWORKS": "127.0.0.0/8,::1/128",
-        "PROBE_EXTRA_CA_FILE": str(pki.ca_file),
-        "PROBE_MAX_PER_HOST": str(CONCURRENCY),
-    }
+    env = service_env(tmp, db_url, redis_url, s3, pki, PROBE_MAX_PER_HOST=str(CONCURRENCY))
     api = Api(env)
     rows = [bulk_row(user, smtpPassword=pw, imapPassword=pw, smtpHost="localhost",
                      smtpPort=smtp_port, smtpEncryption="starttls", imapHost="localhost",
