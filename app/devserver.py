@@ -92,7 +92,8 @@ def run_dev(port: int | None) -> int:
                              check=True, capture_output=True, text=True).stdout.split()[-1]
 
         web = spawn("web", [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
-                            "--workers", "2", "--access-logfile", "-", "app.web:create_app()"])
+                            "--workers", "2", "--threads", "8", "--timeout", "75",
+                            "--access-logfile", "-", "app.web:create_app()"])
         spawn("worker", [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
                          "--loglevel", "INFO"])
         spawn("beat", [sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat",
