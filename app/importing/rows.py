@@ -59,14 +59,14 @@ def _blank_to_none(value: Any) -> Any:
     return value
 
 
-def _email(value: str) -> str:
-    if len(value) > 254 or not _EMAIL.match(value):
+def _email(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 254 or not _EMAIL.match(value):
         raise ValueError("is not a valid email address")
     return value.lower()
 
 
-def _host(value: str) -> str:
-    if not (_HOSTNAME.match(value) or _IPV6_LITERAL.match(value)):
+def _host(value: Any) -> str:
+    if not isinstance(value, str) or not (_HOSTNAME.match(value) or _IPV6_LITERAL.match(value)):
         raise ValueError("is not a valid host name")
     return value.strip("[]").rstrip(".").lower()
 
@@ -111,12 +111,15 @@ def _between(low: int, high: int) -> AfterValidator:
     return AfterValidator(check)
 
 
-Text = Annotated[str | None, BeforeValidator(_blank_to_none), Field(max_length=200)]
+# Length limits sit inside the Optional: on the union, pydantic would apply them to None.
+Text = Annotated[Annotated[str, Field(max_length=200)] | None, BeforeValidator(_blank_to_none)]
 Email = Annotated[str, BeforeValidator(_blank_to_none), BeforeValidator(_email)]
 OptionalEmail = Annotated[str | None, _unless_blank(_email)]
 Host = Annotated[str | None, _unless_blank(lambda v: _host(v) if isinstance(v, str) else v)]
-Username = Annotated[str | None, BeforeValidator(_blank_to_none), Field(max_length=320)]
-Password = Annotated[SecretStr | None, BeforeValidator(_blank_to_none), Field(max_length=1024)]
+Username = Annotated[Annotated[str, Field(max_length=320)] | None,
+                     BeforeValidator(_blank_to_none)]
+Password = Annotated[Annotated[SecretStr, Field(max_length=1024)] | None,
+                     BeforeValidator(_blank_to_none)]
 Port = Annotated[int | None, _unless_blank(_port), _between(1, 65535)]
 EncryptionField = Annotated[Encryption | None, _unless_blank(_encryption)]
 Provider = Annotated[str, _unless_blank(_provider, blank=DEFAULT_PROVIDER)]
@@ -142,8 +145,9 @@ def _tags(value: Any) -> Any:
 
 Flag = Annotated[bool | None, BeforeValidator(_flag)]
 Count = Annotated[int | None, _unless_blank(_port)]
-Tags = Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]] | None,
-                 BeforeValidator(_blank_to_none), BeforeValidator(_tags), Field(max_length=50)]
+Tags = Annotated[Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]],
+                           Field(max_length=50)] | None,
+                 BeforeValidator(_blank_to_none), BeforeValidator(_tags)]
 
 SENDING_FIELDS = ("maxEmailPerDay", "minDelayMinutes", "warmupEnabled", "warmupPerDay",
                   "warmupDailyRampup", "warmupReplyRate", "replyTo", "bcc", "signature", "tags",
@@ -156,7 +160,8 @@ class BulkRow(BaseModel):
     emailServiceProvider: Provider = DEFAULT_PROVIDER
     fromFirstName: Text = None
     fromLastName: Text = None
-    fromName: Annotated[str | None, BeforeValidator(_blank_to_none), Field(max_length=400)] = None
+    fromName: Annotated[Annotated[str, Field(max_length=400)] | None,
+                        BeforeValidator(_blank_to_none)] = None
 
     smtpEmailAddress: Email
     smtpUserName: Username = None
@@ -181,7 +186,7 @@ class BulkRow(BaseModel):
     warmupReplyRate: Annotated[Count, _between(0, 100)] = None
     replyTo: OptionalEmail = None
     bcc: OptionalEmail = None
-    signature: Annotated[str | None, Field(max_length=20_000)] = None
+    signature: Annotated[str, Field(max_length=20_000)] | None = None
     tags: Tags = None
     suspended: Flag = None
 

@@ -79,7 +79,8 @@ def submit_job(
 def submit_reconnect(db: Database, clock: Clock, team_id: int, ids: Sequence[Any]
                      ) -> SubmittedJob:
     """Re-test stored accounts as a job. Ids that are not the team's are invalid rows."""
-    wanted = {i for i in ids if isinstance(i, int) and not isinstance(i, bool)}
+    given = [_account_id(value) for value in ids]
+    wanted = {i for i in given if i is not None}
     with db.reading() as session:
         accounts = {
             a.id: a for a in session.scalars(
@@ -90,9 +91,9 @@ def submit_reconnect(db: Database, clock: Clock, team_id: int, ids: Sequence[Any
     rows: list[dict[str, Any]] = []
     seen: dict[int, int] = {}
     invalid = 0
-    for row_no, account_id in enumerate(ids, start=1):
+    for row_no, account_id in enumerate(given, start=1):
         row: dict[str, Any] = {"job_id": job_id, "row_no": row_no, "attempts": 0}
-        account = accounts.get(account_id) if account_id in wanted else None
+        account = accounts.get(account_id) if account_id is not None else None
         if account is not None and account_id in seen:
             row.update(state=RowState.INVALID, email=account.email,
                        error_code=DUPLICATE_IN_REQUEST,
@@ -105,11 +106,18 @@ def submit_reconnect(db: Database, clock: Clock, team_id: int, ids: Sequence[Any
         else:
             row.update(state=RowState.INVALID, error_code=ACCOUNT_NOT_FOUND,
                        field_errors=[{"field": "id", "message": (
-                           f"no account {account_id} for this team" if account_id in wanted
-                           else "must be an account id (a whole number)")}])
+                           f"no account {account_id} for this team"
+                           if account_id is not None
+                           else "must be an account id (a positive whole number)")}])
         invalid += row["state"] == RowState.INVALID
         rows.append(row)
     return _save_job(db, clock.now(), job_id, team_id, rows, invalid, ())
+
+
+def _account_id(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63:
+        return value
+    return None
 
 
 def _save_job(db: Database, now: dt.datetime, job_id: str, team_id: int,

@@ -27,6 +27,13 @@ blueprint.before_request(require_team)
 MAX_PAGE_SIZE = 200
 
 
+@blueprint.url_value_preprocessor
+def _account_ids_fit(_endpoint: str | None, values: dict | None) -> None:
+    # Flask's int converter takes any size; the database's ids stop at 2**63 - 1.
+    if values and values.get("account_id", 0) >= 2**63:
+        raise ApiError(404, f"id: no account {values['account_id']} for this team")
+
+
 def _services() -> Services:
     return current_app.extensions["mailconnect"]
 
