@@ -334,11 +334,23 @@ def endpoint_from_settings(settings: dict[str, Any], password: Secret) -> Endpoi
     )
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    return isinstance(value, list) and any(_has_nul(item) for item in value)
+
+
 def validate_row(raw: Any, mx: MxResolver | None = None) -> AccountInput | list[FieldError]:
     """`mx` looks up the provider of rows that name neither a server nor a provider; without
     it no DNS happens and such rows are invalid."""
     if not isinstance(raw, dict):
         return [FieldError("row", "must be an object of account fields")]
+    # NUL cannot travel in SMTP or IMAP credentials (AUTH PLAIN uses it as the separator), and
+    # PostgreSQL refuses it in text.
+    with_nul = [FieldError(name, "must not contain NUL characters")
+                for name, value in raw.items() if name in KNOWN_FIELDS and _has_nul(value)]
+    if with_nul:
+        return with_nul
     try:
         row = BulkRow.model_validate(raw, context={"mx": mx})
     except ValidationError as exc:

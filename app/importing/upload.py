@@ -62,7 +62,9 @@ def _canonical_batch(records: list[Any]) -> Batch:
             record, unrecognised = canonical_record(flatten_single_connect(record))
             ignored.update(unrecognised)
         canonical.append(record)
-    return Batch(records=canonical, ignored_columns=sorted(ignored))
+    # Column names are stored for the status; PostgreSQL refuses NUL in text.
+    return Batch(records=canonical,
+                 ignored_columns=sorted({name.replace("\x00", "") for name in ignored}))
 
 
 def _check_size(count: int, max_rows: int) -> None:

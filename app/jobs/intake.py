@@ -166,5 +166,5 @@ def _raw_email(record: Any) -> str | None:
     if isinstance(record, dict):
         value = record.get("smtpEmailAddress")
         if isinstance(value, str) and value.strip():
-            return value.strip()[:320]
+            return value.replace("\x00", "").strip()[:320]
     return None

@@ -80,3 +80,15 @@ def test_huge_status_request_id_is_404(client, api_key):
     response = client.get("/v1/email-accounts/connect/status/" + "f" * 500,
                           headers={"x-api-key": api_key})
     assert response.status_code == 404
+
+
+def test_nul_characters_are_named_not_stored(client, api_key, services):
+    row = {**bulk_row("nul@example.com"), "smtpPassword": "a\x00b", "odd\x00column": "x"}
+    response = client.post("/v1/email-accounts/connect", json=[row, {"smtpEmailAddress": "\x00"}],
+                           headers={"x-api-key": api_key})
+    assert response.status_code == 202
+    status = client.get(
+        f"/v1/email-accounts/connect/status/{response.json['payload']['requestId']}",
+        headers={"x-api-key": api_key}).json["payload"]
+    assert status["invalid"] == 2
+    assert status["ignoredColumns"] == ["oddcolumn"]
