@@ -1,0 +1,101 @@
+"""Status-poll latency under load: wrk's 50 connections polling one job's status while a
+job of N accounts runs, behind gunicorn started by the Procfile's `web` line.
+
+    python -m tests.bench.polling --accounts 5000 [--pollers 50] [--seconds 20]
+
+Needs wrk (Debian package `wrk`). Prints wrk's latency distribution; JSON line last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import requests
+
+from app.devserver import free_port, wait_for_port
+from tests.bench.environment import service_env
+from tests.factories import bulk_row
+from tests.servers.dovecot import start_dovecot
+from tests.servers.redis_server import private_redis
+from tests.servers.s3 import moto_s3
+from tests.servers.tls import make_pki
+from tests.servers.worker import ROOT, celery_process
+from tests.workers.conftest import Api
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def procfile_web() -> str:
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith("web:"):
+            return line.partition(":")[2].strip()
+    raise RuntimeError("no web line in the Procfile")
+
+
+def percentile_ms(output: str, label: str) -> float:
+    number, unit = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
+    return float(number) * UNITS[unit]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--accounts", type=int, default=5000)
+    parser.add_argument("--pollers", type=int, default=50)
+    parser.add_argument("--seconds", type=int, default=20)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    users = {f"user{i}@example.test": f"pw-{i}" for i in range(args.accounts)}
+    with tempfile.TemporaryDirectory() as tmp_name, ExitStack() as stack:
+        tmp = Path(tmp_name)
+        pki = make_pki(tmp / "pki")
+        mail = stack.enter_context(start_dovecot(tmp / "dovecot", pki, users))
+        redis_url = stack.enter_context(private_redis(tmp))
+        s3 = stack.enter_context(moto_s3())
+        env = service_env(tmp, f"sqlite:///{tmp}/bench.db", redis_url, s3, pki,
+                          PROBE_MAX_PER_HOST="100")
+        api = Api(env)
+        port = free_port()
+        web = subprocess.Popen(["bash", "-c", f"exec {procfile_web()}"], cwd=ROOT,
+                               env={**os.environ, **env, "PORT": str(port)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+        stack.callback(web.wait)
+        stack.callback(web.terminate)
+        wait_for_port(port, web, "gunicorn")
+        stack.enter_context(celery_process("worker", env, tmp))
+        rows = [bulk_row(u, smtpPassword=pw, imapPassword=pw, smtpHost="localhost",
+                         smtpPort=mail.submission_port, smtpEncryption="starttls",
+                         imapHost="localhost", imapPort=mail.imaps_port, imapEncryption="ssl")
+                for u, pw in users.items()]
+        time.sleep(3)
+        response = requests.post(f"http://127.0.0.1:{port}/v1/email-accounts/connect",
+                                 json=rows, headers={"x-api-key": api.key}, timeout=120)
+        request_id = response.json()["payload"]["requestId"]
+        url = f"http://127.0.0.1:{port}/v1/email-accounts/connect/status/{request_id}"
+        time.sleep(2)
+        wrk = subprocess.run(["wrk", "-t2", f"-c{args.pollers}", f"-d{args.seconds}s",
+                              "--latency", "-H", f"x-api-key: {api.key}", url],
+                             capture_output=True, text=True, check=True).stdout
+        during = api.status(request_id)
+    print(wrk)
+    print(f"job while polling: {during['processed']} of {during['total']} processed, "
+          f"status {during['status']}")
+    result = {"accounts": args.accounts, "pollers": args.pollers,
+              "p50_ms": percentile_ms(wrk, "50"), "p99_ms": percentile_ms(wrk, "99"),
+              "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", wrk).group(1)),
+              "job_running": during["status"] == "running"}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
