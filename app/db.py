@@ -35,16 +35,19 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 
 def make_engine(url: str) -> Engine:
+    # hide_parameters: an error's text (and so a logged traceback) never carries row values.
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
+            hide_parameters=True,
             connect_args={"timeout": 60, "check_same_thread": False},
             pool_size=20,
             max_overflow=20,
         )
         _serialise_sqlite_writers(engine)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True,
+                         hide_parameters=True)
 
 
 def _serialise_sqlite_writers(engine: Engine) -> None:

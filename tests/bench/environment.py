@@ -1,14 +1,21 @@
-"""The environment a benchmark's mailconnect processes run with: a migrated database and the
-local Redis, S3 and test CA."""
+"""What every system benchmark starts from: the local servers, and the environment its
+mailconnect processes run with."""
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 from app.config import load_settings
 from app.credentials import CredentialCipher
 from app.migrate import upgrade
-from tests.servers.tls import TestPKI
+from tests.servers.dovecot import DovecotServer, start_dovecot
+from tests.servers.redis_server import private_redis
+from tests.servers.s3 import moto_s3
+from tests.servers.tls import TestPKI, make_pki
 
 
 def service_env(tmp: Path, db_url: str, redis_url: str, s3: str, pki: TestPKI,
@@ -24,3 +31,25 @@ def service_env(tmp: Path, db_url: str, redis_url: str, s3: str, pki: TestPKI,
         "PROBE_EXTRA_CA_FILE": str(pki.ca_file),
         **extra,
     }
+
+
+class BenchServers(NamedTuple):
+    tmp: Path
+    pki: TestPKI
+    mail: DovecotServer
+    redis_url: str
+    s3: str
+
+
+@contextmanager
+def bench_servers(users: Mapping[str, str]) -> Iterator[BenchServers]:
+    """A scratch directory, test CA, Dovecot with these users, a private Redis and moto S3."""
+    with tempfile.TemporaryDirectory() as tmp_name, ExitStack() as stack:
+        tmp = Path(tmp_name)
+        pki = make_pki(tmp / "pki")
+        yield BenchServers(
+            tmp, pki,
+            stack.enter_context(start_dovecot(tmp / "dovecot", pki, users)),
+            stack.enter_context(private_redis(tmp)),
+            stack.enter_context(moto_s3()),
+        )

@@ -10,18 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from contextlib import ExitStack
-from pathlib import Path
 
-from tests.bench.environment import service_env
+from tests.bench.environment import bench_servers, service_env
 from tests.factories import bulk_row
 from tests.servers.counting_proxy import counting_proxy
-from tests.servers.dovecot import start_dovecot
-from tests.servers.redis_server import private_redis
-from tests.servers.s3 import moto_s3
-from tests.servers.tls import make_pki
 from tests.servers.worker import celery_process
 from tests.workers.conftest import Api
 
@@ -33,12 +27,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     users = {f"user{i}@example.test": f"pw-{i}" for i in range(args.accounts)}
-    with tempfile.TemporaryDirectory() as tmp_name, ExitStack() as stack:
-        tmp = Path(tmp_name)
-        pki = make_pki(tmp / "pki")
-        mail = stack.enter_context(start_dovecot(tmp / "dovecot", pki, users))
-        redis_url = stack.enter_context(private_redis(tmp))
-        s3 = stack.enter_context(moto_s3())
+    with bench_servers(users) as (tmp, pki, mail, redis_url, s3), ExitStack() as stack:
         smtp = stack.enter_context(counting_proxy(mail.submission_port))
         imap = stack.enter_context(counting_proxy(mail.imaps_port))
         db_url = f"sqlite:///{tmp}/bench.db"

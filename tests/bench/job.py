@@ -12,16 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
-from tests.bench.environment import service_env
+from tests.bench.environment import bench_servers, service_env
 from tests.factories import bulk_row
-from tests.servers.dovecot import start_dovecot
-from tests.servers.redis_server import private_redis
-from tests.servers.s3 import moto_s3
-from tests.servers.tls import make_pki
 from tests.servers.worker import celery_process
 from tests.workers.conftest import Api
 
@@ -41,26 +35,22 @@ def main() -> None:
     args = parser.parse_args()
     users = {f"user{i}@example.test": f"pw-{i}" for i in range(args.accounts)}
     times = []
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        pki = make_pki(tmp / "pki")
-        with start_dovecot(tmp / "dovecot", pki, users) as mail, \
-                private_redis(tmp) as redis_url, moto_s3() as s3:
-            for run in range(args.runs):
-                db_url = args.database_url or f"sqlite:///{tmp}/bench-{run}.db"
-                env = service_env(tmp, db_url, redis_url, s3, pki)
-                api = Api(env)
-                rows = accounts(args.accounts, mail.submission_port, mail.imaps_port)
-                with celery_process("worker", env, tmp, name=f"bench-{run}") as worker:
-                    time.sleep(3)  # let the worker connect before the clock starts
-                    started = time.perf_counter()
-                    request_id = api.submit(rows)
-                    status = api.wait(request_id, timeout=1800, diagnostics=worker.tail)
-                    elapsed = time.perf_counter() - started
-                assert status["succeeded"] == args.accounts, status
-                times.append(elapsed)
-                print(f"run {run + 1}: {args.accounts} accounts completed in {elapsed:.2f}s "
-                      f"({args.accounts / elapsed:.1f} accounts/s)")
+    with bench_servers(users) as (tmp, pki, mail, redis_url, s3):
+        for run in range(args.runs):
+            db_url = args.database_url or f"sqlite:///{tmp}/bench-{run}.db"
+            env = service_env(tmp, db_url, redis_url, s3, pki)
+            api = Api(env)
+            rows = accounts(args.accounts, mail.submission_port, mail.imaps_port)
+            with celery_process("worker", env, tmp, name=f"bench-{run}") as worker:
+                time.sleep(3)  # let the worker connect before the clock starts
+                started = time.perf_counter()
+                request_id = api.submit(rows)
+                status = api.wait(request_id, timeout=1800, diagnostics=worker.tail)
+                elapsed = time.perf_counter() - started
+            assert status["succeeded"] == args.accounts, status
+            times.append(elapsed)
+            print(f"run {run + 1}: {args.accounts} accounts completed in {elapsed:.2f}s "
+                  f"({args.accounts / elapsed:.1f} accounts/s)")
     median = statistics.median(times)
     print(f"median: {median:.2f}s")
     print(json.dumps({"accounts": args.accounts, "median_s": round(median, 2),

@@ -14,20 +14,14 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from contextlib import ExitStack
-from pathlib import Path
 
 import requests
 
 from app.devserver import free_port, wait_for_port
-from tests.bench.environment import service_env
+from tests.bench.environment import bench_servers, service_env
 from tests.factories import bulk_row
-from tests.servers.dovecot import start_dovecot
-from tests.servers.redis_server import private_redis
-from tests.servers.s3 import moto_s3
-from tests.servers.tls import make_pki
 from tests.servers.worker import ROOT, celery_process
 from tests.workers.conftest import Api
 
@@ -55,12 +49,7 @@ def main() -> None:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
     users = {f"user{i}@example.test": f"pw-{i}" for i in range(args.accounts)}
-    with tempfile.TemporaryDirectory() as tmp_name, ExitStack() as stack:
-        tmp = Path(tmp_name)
-        pki = make_pki(tmp / "pki")
-        mail = stack.enter_context(start_dovecot(tmp / "dovecot", pki, users))
-        redis_url = stack.enter_context(private_redis(tmp))
-        s3 = stack.enter_context(moto_s3())
+    with bench_servers(users) as (tmp, pki, mail, redis_url, s3), ExitStack() as stack:
         env = service_env(tmp, f"sqlite:///{tmp}/bench.db", redis_url, s3, pki,
                           PROBE_MAX_PER_HOST="100")
         api = Api(env)

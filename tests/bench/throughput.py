@@ -14,19 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
 from tests.bench.baseline import run_baseline
-from tests.bench.environment import service_env
+from tests.bench.environment import bench_servers, service_env
 from tests.factories import bulk_row
 from tests.servers.counting_proxy import counting_proxy
-from tests.servers.dovecot import start_dovecot
-from tests.servers.redis_server import private_redis
-from tests.servers.s3 import moto_s3
-from tests.servers.tls import make_pki
 from tests.servers.worker import celery_process
 from tests.workers.conftest import Api
 
@@ -45,15 +40,10 @@ def main() -> None:
           f"system: default worker setup with PROBE_MAX_PER_HOST={CONCURRENCY} "
           "(raised from 20: every account shares one host)")
     baseline_times, system_times = [], []
-    with tempfile.TemporaryDirectory() as tmp_name, ExitStack() as stack:
-        tmp = Path(tmp_name)
-        pki = make_pki(tmp / "pki")
-        mail = stack.enter_context(start_dovecot(tmp / "dovecot", pki, users))
+    with bench_servers(users) as (tmp, pki, mail, redis_url, s3), ExitStack() as stack:
         delay = args.latency_ms / 1000
         smtp = stack.enter_context(counting_proxy(mail.submission_port, delay_seconds=delay))
         imap = stack.enter_context(counting_proxy(mail.imaps_port, delay_seconds=delay))
-        redis_url = stack.enter_context(private_redis(tmp))
-        s3 = stack.enter_context(moto_s3())
         for run in range(1, args.runs + 1):
             baseline = run_baseline(list(users.items()), "localhost", smtp.port, imap.port,
                                     str(pki.ca_file), CONCURRENCY)
