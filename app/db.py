@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -77,8 +77,8 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._readers = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}),
-                                     expire_on_commit=False)
+        self._read_engine = self.engine.execution_options(**{READ_ONLY: True})
+        self._readers = sessionmaker(self._read_engine, expire_on_commit=False)
         # SQLite has one writer at a time. Threads of one process queue here, in order,
         # instead of in SQLite's busy handler, which sleeps up to 100 ms between tries.
         self._write_lock = (threading.Lock() if self.engine.dialect.name == "sqlite"
@@ -95,6 +95,18 @@ class Database:
         """A unit of work that only reads; on SQLite it does not take the write lock."""
         with self._readers.begin() as session:
             yield session
+
+    @contextmanager
+    def core_transaction(self) -> Iterator[Connection]:
+        """transaction() without the ORM Session, for the per-row path where its cost adds up."""
+        with self._write_lock, self.engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def core_reading(self) -> Iterator[Connection]:
+        """reading() without the ORM Session."""
+        with self._read_engine.begin() as connection:
+            yield connection
 
     def dispose(self) -> None:
         """Drop pooled connections, e.g. in a freshly forked worker process."""

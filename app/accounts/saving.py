@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
+from sqlalchemy import Connection, Insert
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
 
 from app.models import EmailAccount
 from app.probe.model import AccountProbe
 
+_accounts = EmailAccount.__table__
 _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 SENDING_COLUMNS = {
     "maxEmailPerDay": "max_email_per_day",
@@ -28,7 +30,7 @@ SENDING_COLUMNS = {
 
 
 def upsert_tested_account(
-    session: Session,
+    connection: Connection,
     team_id: int,
     settings: dict[str, Any],
     credentials: str,
@@ -67,11 +69,18 @@ def upsert_tested_account(
     # Settings the row left out keep their stored values on a re-import.
     for name, value in (settings.get("sending") or {}).items():
         values[SENDING_COLUMNS[name]] = value
-    insert = _INSERTS[session.get_bind().dialect.name]
-    statement = (
-        insert(EmailAccount)
-        .values(team_id=team_id, email=settings["email"], created_at=now, **values)
-        .on_conflict_do_update(index_elements=["team_id", "email"], set_=values)
-        .returning(EmailAccount.id)
-    )
-    return session.execute(statement).scalar_one()
+    statement = _upsert(connection.dialect.name, tuple(values))
+    return connection.execute(
+        statement, {"team_id": team_id, "email": settings["email"], "created_at": now, **values}
+    ).scalar_one()
+
+
+@functools.cache
+def _upsert(dialect: str, updated: tuple[str, ...]) -> Insert:
+    # Built once per dialect and column set (a handful of them), so running it skips
+    # SQLAlchemy's statement construction and cache-key work: this runs once per tested row.
+    insert = _INSERTS[dialect](_accounts)
+    return insert.on_conflict_do_update(
+        index_elements=["team_id", "email"],
+        set_={name: insert.excluded[name] for name in updated},
+    ).returning(_accounts.c.id)

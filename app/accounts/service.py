@@ -33,8 +33,8 @@ def connect_account(db: Database, cipher: CredentialCipher, clock: Clock, prober
     probe = prober.probe_sync(account.smtp, account.imap)
     account_id = None
     if not dry_run:
-        with db.transaction() as session:
-            account_id = upsert_tested_account(session, team_id, account.settings(),
+        with db.core_transaction() as connection:
+            account_id = upsert_tested_account(connection, team_id, account.settings(),
                                                cipher.encrypt(account.secrets()), probe,
                                                clock.now())
     return ConnectResult(account_id, account.email, account.provider, probe)
@@ -51,8 +51,9 @@ def retest_account(db: Database, cipher: CredentialCipher, clock: Clock, prober:
     smtp = endpoint_from_settings(settings["smtp"], secrets["smtp"])
     imap = endpoint_from_settings(settings["imap"], secrets["imap"]) if settings["imap"] else None
     probe = prober.probe_sync(smtp, imap)
-    with db.transaction() as session:
-        upsert_tested_account(session, team_id, settings, account.credentials, probe, clock.now())
+    with db.core_transaction() as connection:
+        upsert_tested_account(connection, team_id, settings, account.credentials, probe,
+                              clock.now())
     return ConnectResult(account.id, account.email, account.provider, probe)
 
 

@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 
 from app.accounts.saving import upsert_tested_account
 from app.clock import Clock
@@ -99,39 +99,70 @@ def start_job(db: Database, clock: Clock, job_id: str) -> list[int]:
         ))
 
 
+# The per-row statements are built once with bind parameters: building and cache-keying a
+# statement on every call costs more CPU than running it.
+_ROW_SETTINGS = select(rows.c.settings).where(
+    rows.c.id == bindparam("row_id"),
+    rows.c.state.in_([RowState.PENDING, RowState.TESTING]),
+)
+_CLAIM = (
+    update(rows)
+    .where(
+        rows.c.id == bindparam("row_id"),
+        or_(
+            rows.c.state == RowState.PENDING,
+            and_(rows.c.state == RowState.TESTING, rows.c.lease_expires_at < bindparam("now")),
+        ),
+    )
+    .values(state=RowState.TESTING, attempts=rows.c.attempts + 1,
+            lease_expires_at=bindparam("lease_until"))
+    .returning(rows.c.job_id, rows.c.attempts, rows.c.settings, rows.c.credentials,
+               rows.c.smtp_result, rows.c.imap_result,
+               select(jobs.c.team_id).where(jobs.c.id == rows.c.job_id).scalar_subquery())
+)
+_MINE = and_(rows.c.id == bindparam("row_id"), rows.c.state == RowState.TESTING,
+             rows.c.attempts == bindparam("attempt"))
+_RESULT_COLUMNS = ("smtp_result", "smtp_error_code", "smtp_error",
+                   "imap_result", "imap_error_code", "imap_error")
+_FINISH_ROW = update(rows).where(_MINE).values(
+    state=RowState.DONE, lease_expires_at=None, credentials=None,
+    **{name: bindparam(name) for name in
+       ("finished_at", "account_id", "account_status", "duration_ms", *_RESULT_COLUMNS)},
+)
+_COUNT_ROW = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("job_id"))
+    .values(processed=jobs.c.processed + 1,
+            succeeded=jobs.c.succeeded + bindparam("verified"),
+            failed=jobs.c.failed + bindparam("unverified"),
+            last_progress_at=bindparam("now"))
+    .returning(jobs.c.processed, jobs.c.total)
+)
+_DEFER_ROW = update(rows).where(_MINE).values(
+    state=RowState.PENDING, lease_expires_at=None,
+    **{name: bindparam(name) for name in _RESULT_COLUMNS},
+)
+
+
 def claim_row(db: Database, clock: Clock, lease_seconds: int, row_id: int) -> ClaimedRow | None:
     now = clock.now()
-    with db.transaction() as session:
-        claimed = session.execute(
-            update(rows)
-            .where(
-                rows.c.id == row_id,
-                or_(
-                    rows.c.state == RowState.PENDING,
-                    and_(rows.c.state == RowState.TESTING, rows.c.lease_expires_at < now),
-                ),
-            )
-            .values(state=RowState.TESTING, attempts=rows.c.attempts + 1,
-                    lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
-            .returning(rows.c.job_id, rows.c.attempts, rows.c.settings, rows.c.credentials,
-                       rows.c.smtp_result, rows.c.imap_result)
-        ).one_or_none()
-        if claimed is None:
-            return None
-        team_id = session.scalar(select(jobs.c.team_id).where(jobs.c.id == claimed.job_id))
-    verified = frozenset(p for p, result in (("smtp", claimed.smtp_result),
-                                            ("imap", claimed.imap_result)) if result == "ok")
-    return ClaimedRow(row_id, claimed.job_id, team_id, claimed.attempts, claimed.settings,
-                      claimed.credentials, verified)
+    with db.core_transaction() as connection:
+        claimed = connection.execute(_CLAIM, {
+            "row_id": row_id, "now": now,
+            "lease_until": now + dt.timedelta(seconds=lease_seconds),
+        }).one_or_none()
+    if claimed is None:
+        return None
+    job_id, attempt, settings, credentials, smtp_result, imap_result, team_id = claimed
+    verified = frozenset(p for p, result in (("smtp", smtp_result), ("imap", imap_result))
+                         if result == "ok")
+    return ClaimedRow(row_id, job_id, team_id, attempt, settings, credentials, verified)
 
 
 def row_hosts(db: Database, row_id: int) -> list[str] | None:
     """The servers a row will contact, or None when the row needs no work."""
-    with db.reading() as session:
-        settings = session.scalar(
-            select(rows.c.settings)
-            .where(rows.c.id == row_id, rows.c.state.in_([RowState.PENDING, RowState.TESTING]))
-        )
+    with db.core_reading() as connection:
+        settings = connection.execute(_ROW_SETTINGS, {"row_id": row_id}).scalar()
     if settings is None:
         return None
     return [settings[p]["host"] for p in ("smtp", "imap") if settings.get(p)]
@@ -164,58 +195,44 @@ class _LeaseLost(Exception):
     pass
 
 
+def _results(probe: AccountProbe) -> dict[str, Any]:
+    return {"smtp_result": probe.smtp.outcome, "smtp_error_code": probe.smtp.error_code,
+            "smtp_error": probe.smtp.error, "imap_result": probe.imap.outcome,
+            "imap_error_code": probe.imap.error_code, "imap_error": probe.imap.error}
+
+
 def record_result(db: Database, clock: Clock, claim: ClaimedRow, probe: AccountProbe
                   ) -> RowOutcome:
     """Save the account, the row's result and the job's counters in one transaction."""
     now = clock.now()
-    verified = probe.verified
+    verified = int(probe.verified)
     try:
-        with db.transaction() as session:
-            account_id = upsert_tested_account(session, claim.team_id, claim.settings,
+        with db.core_transaction() as connection:
+            account_id = upsert_tested_account(connection, claim.team_id, claim.settings,
                                                claim.credentials, probe, now)
-            mine = session.execute(
-                update(rows)
-                .where(rows.c.id == claim.row_id, rows.c.state == RowState.TESTING,
-                       rows.c.attempts == claim.attempt)
-                .values(
-                    state=RowState.DONE, finished_at=now, lease_expires_at=None,
-                    credentials=None, account_id=account_id, account_status=int(verified),
-                    smtp_result=probe.smtp.outcome, smtp_error_code=probe.smtp.error_code,
-                    smtp_error=probe.smtp.error, imap_result=probe.imap.outcome,
-                    imap_error_code=probe.imap.error_code, imap_error=probe.imap.error,
-                    duration_ms=probe.duration_ms,
-                )
-            ).rowcount
+            mine = connection.execute(_FINISH_ROW, {
+                "row_id": claim.row_id, "attempt": claim.attempt, "finished_at": now,
+                "account_id": account_id, "account_status": verified,
+                "duration_ms": probe.duration_ms, **_results(probe),
+            }).rowcount
             if not mine:
                 raise _LeaseLost
-            counters = session.execute(
-                update(jobs)
-                .where(jobs.c.id == claim.job_id)
-                .values(processed=jobs.c.processed + 1,
-                        succeeded=jobs.c.succeeded + int(verified),
-                        failed=jobs.c.failed + int(not verified),
-                        last_progress_at=now)
-                .returning(jobs.c.processed, jobs.c.total)
-            ).one()
+            processed, total = connection.execute(_COUNT_ROW, {
+                "job_id": claim.job_id, "verified": verified, "unverified": 1 - verified,
+                "now": now,
+            }).one()
     except _LeaseLost:
         log.info("row %s was taken over by another worker; its result is theirs", claim.row_id)
         return RowOutcome(recorded=False, job_id=claim.job_id)
-    return RowOutcome(recorded=True, job_id=claim.job_id,
-                      job_finished=counters.processed >= counters.total)
+    return RowOutcome(recorded=True, job_id=claim.job_id, job_finished=processed >= total)
 
 
 def defer_row(db: Database, clock: Clock, claim: ClaimedRow, probe: AccountProbe) -> bool:
     """Hand a row back for another attempt, keeping what this one learnt."""
-    with db.transaction() as session:
-        return bool(session.execute(
-            update(rows)
-            .where(rows.c.id == claim.row_id, rows.c.state == RowState.TESTING,
-                   rows.c.attempts == claim.attempt)
-            .values(state=RowState.PENDING, lease_expires_at=None,
-                    smtp_result=probe.smtp.outcome, smtp_error_code=probe.smtp.error_code,
-                    smtp_error=probe.smtp.error, imap_result=probe.imap.outcome,
-                    imap_error_code=probe.imap.error_code, imap_error=probe.imap.error)
-        ).rowcount)
+    with db.core_transaction() as connection:
+        return bool(connection.execute(_DEFER_ROW, {
+            "row_id": claim.row_id, "attempt": claim.attempt, **_results(probe),
+        }).rowcount)
 
 
 @dataclass(frozen=True)
