@@ -45,6 +45,12 @@ class ClaimedRow:
     credentials: str
     verified: frozenset[str] = frozenset()  # protocols an earlier attempt already passed
 
+    @property
+    def hosts(self) -> list[str]:
+        """The servers this attempt will contact."""
+        return [self.settings[p]["host"] for p in ("smtp", "imap")
+                if self.settings.get(p) and p not in self.verified]
+
 
 @dataclass(frozen=True)
 class RowOutcome:
@@ -101,10 +107,6 @@ def start_job(db: Database, clock: Clock, job_id: str) -> list[int]:
 
 # The per-row statements are built once with bind parameters: building and cache-keying a
 # statement on every call costs more CPU than running it.
-_ROW_SETTINGS = select(rows.c.settings).where(
-    rows.c.id == bindparam("row_id"),
-    rows.c.state.in_([RowState.PENDING, RowState.TESTING]),
-)
 _CLAIM = (
     update(rows)
     .where(
@@ -138,6 +140,9 @@ _COUNT_ROW = (
             last_progress_at=bindparam("now"))
     .returning(jobs.c.processed, jobs.c.total)
 )
+_RELEASE = update(rows).where(_MINE).values(
+    state=RowState.PENDING, lease_expires_at=None, attempts=rows.c.attempts - 1,
+)
 _DEFER_ROW = update(rows).where(_MINE).values(
     state=RowState.PENDING, lease_expires_at=None,
     **{name: bindparam(name) for name in _RESULT_COLUMNS},
@@ -159,13 +164,10 @@ def claim_row(db: Database, clock: Clock, lease_seconds: int, row_id: int) -> Cl
     return ClaimedRow(row_id, job_id, team_id, attempt, settings, credentials, verified)
 
 
-def row_hosts(db: Database, row_id: int) -> list[str] | None:
-    """The servers a row will contact, or None when the row needs no work."""
-    with db.core_reading() as connection:
-        settings = connection.execute(_ROW_SETTINGS, {"row_id": row_id}).scalar()
-    if settings is None:
-        return None
-    return [settings[p]["host"] for p in ("smtp", "imap") if settings.get(p)]
+def release_claim(db: Database, claim: ClaimedRow) -> None:
+    """Give back a claim that was never used (its hosts were busy): the attempt does not count."""
+    with db.core_transaction() as connection:
+        connection.execute(_RELEASE, {"row_id": claim.row_id, "attempt": claim.attempt})
 
 
 def probe_claimed(claim: ClaimedRow, cipher: CredentialCipher, prober: AccountProber
@@ -248,18 +250,16 @@ class RowProcessor:
     lease_seconds: int
 
     def process(self, row_id: int) -> RowOutcome:
-        hosts = row_hosts(self.db, row_id)
-        if hosts is None:
+        claim = claim_row(self.db, self.clock, self.lease_seconds, row_id)
+        if claim is None:
             return RowOutcome(recorded=False)
         # A host at its cap sends the row back to the queue instead of parking this thread,
         # so rows for other hosts keep flowing.
-        decision = self.gate.acquire(hosts)
+        decision = self.gate.acquire(claim.hosts)
         if decision.lease is None:
+            release_claim(self.db, claim)
             return RowOutcome(recorded=False, retry_in=decision.wait_seconds)
         try:
-            claim = claim_row(self.db, self.clock, self.lease_seconds, row_id)
-            if claim is None:
-                return RowOutcome(recorded=False)
             # No database connection is held while the mailbox is tested.
             probe = probe_claimed(claim, self.cipher, self.prober)
         finally:

@@ -33,8 +33,7 @@ class Resolver(Protocol):
 class SystemResolver:
     """The operating system's resolver (getaddrinfo) off the event loop.
 
-    One thread pool shared by every event loop of the process: `probe_sync` runs a fresh loop per
-    call, and the loop's own default executor would start and join threads for every probe.
+    One thread pool shared by every event loop of the process, so no loop starts its own.
     """
 
     def __init__(self, max_workers: int = 64) -> None:

@@ -12,6 +12,7 @@ import ssl
 import traceback
 from collections.abc import Awaitable, Callable
 
+from app.probe.background import LoopThread
 from app.probe.classify import classify
 from app.probe.errors import ConnectionClosed, HostNotFound, LineTooLong, ProbeError
 from app.probe.imap import run_imap
@@ -50,6 +51,7 @@ class Prober:
         self.settings = settings
         self.resolver: Resolver = resolver if resolver is not None else SystemResolver()
         self.ssl_context = build_ssl_context(settings.extra_ca_file)
+        self._loop = LoopThread("probe-loop")
 
     async def probe_smtp(self, endpoint: Endpoint) -> ProtocolResult:
         return await self._probe(MailProtocol.SMTP, endpoint)
@@ -70,8 +72,12 @@ class Prober:
         )
 
     def probe_sync(self, smtp: Endpoint | None, imap: Endpoint | None) -> AccountProbe:
-        """For worker threads: a private event loop per call, nothing shared but read-only state."""
-        return asyncio.run(self.probe(smtp, imap))
+        """For worker and web threads: the probe runs on this Prober's event loop thread.
+
+        One loop serving every thread's probes wakes once for all ready sockets; a loop per
+        thread costs a loop's setup and teardown per probe and a GIL hand-off per wake-up.
+        """
+        return self._loop.run(self.probe(smtp, imap))
 
     async def _maybe(self, protocol: MailProtocol, endpoint: Endpoint | None) -> ProtocolResult:
         if endpoint is None:

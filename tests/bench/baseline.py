@@ -1,14 +1,24 @@
 """The machine's own limit: the same SMTP and IMAP logins with the same concurrency, and
 nothing else (no web, queue, database or report). Deliberately independent of mailconnect's
-probe: the standard library's smtplib and imaplib, in a thread pool."""
+probe: the standard library's smtplib and imaplib, in a thread pool.
+
+It runs in a process of its own, as mailconnect's worker does, so it shares no interpreter
+with the benchmark's proxies and relay sink:
+
+    python -m tests.bench.baseline ACCOUNTS_JSON HOST SMTP_PORT IMAP_PORT CA_FILE CONCURRENCY
+"""
 
 from __future__ import annotations
 
 import imaplib
+import json
 import smtplib
 import ssl
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 
 def smtp_login(host: str, port: int, user: str, password: str, context: ssl.SSLContext) -> None:
@@ -38,3 +48,23 @@ def run_baseline(accounts: list[tuple[str, str]], host: str, smtp_port: int, ima
         for future in futures:
             future.result()
     return time.perf_counter() - started
+
+
+def run_baseline_process(accounts: list[tuple[str, str]], host: str, smtp_port: int,
+                         imap_port: int, ca_file: str, concurrency: int, workdir: Path) -> float:
+    """run_baseline in a fresh interpreter; its seconds."""
+    accounts_file = workdir / "baseline-accounts.json"
+    accounts_file.write_text(json.dumps(accounts))
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.bench.baseline", str(accounts_file), host, str(smtp_port),
+         str(imap_port), ca_file, str(concurrency)],
+        capture_output=True, text=True, check=True,
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+if __name__ == "__main__":
+    path, host_arg, smtp_arg, imap_arg, ca_arg, concurrency_arg = sys.argv[1:]
+    pairs = [tuple(pair) for pair in json.loads(Path(path).read_text())]
+    print(run_baseline(pairs, host_arg, int(smtp_arg), int(imap_arg), ca_arg,
+                       int(concurrency_arg)))

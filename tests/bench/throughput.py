@@ -3,7 +3,8 @@ accounts through mailconnect (POST, worker, database, report, status `completed`
 
     python -m tests.bench.throughput --accounts 5000 --runs 3 [--latency-ms 40]
 
-Both talk to one local Dovecot through a proxy that adds latency to every read. The system
+Both talk to one local Dovecot through a proxy that adds latency to every read, and each runs
+in processes of its own (the baseline script; mailconnect's worker). The system
 runs the documented default worker setup (one `celery worker`, WORKER_CONCURRENCY=100), except
 PROBE_MAX_PER_HOST, raised to the concurrency because every account shares one host.
 Prints every run, the medians and their ratio; a JSON line last.
@@ -18,7 +19,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from tests.bench.baseline import run_baseline
+from tests.bench.baseline import run_baseline_process
 from tests.bench.environment import bench_servers, service_env
 from tests.factories import bulk_row
 from tests.servers.counting_proxy import counting_proxy
@@ -45,8 +46,8 @@ def main() -> None:
         smtp = stack.enter_context(counting_proxy(mail.submission_port, delay_seconds=delay))
         imap = stack.enter_context(counting_proxy(mail.imaps_port, delay_seconds=delay))
         for run in range(1, args.runs + 1):
-            baseline = run_baseline(list(users.items()), "localhost", smtp.port, imap.port,
-                                    str(pki.ca_file), CONCURRENCY)
+            baseline = run_baseline_process(list(users.items()), "localhost", smtp.port,
+                                            imap.port, str(pki.ca_file), CONCURRENCY, tmp)
             baseline_times.append(baseline)
             system = run_system(tmp, run, args, users, pki, smtp.port, imap.port, redis_url, s3)
             system_times.append(system)

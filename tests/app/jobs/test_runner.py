@@ -2,6 +2,7 @@ import csv
 import datetime as dt
 import io
 import threading
+from dataclasses import replace
 
 import pytest
 import requests
@@ -11,6 +12,7 @@ from app.jobs.finish import finish_job
 from app.jobs.hostgate import OpenGate
 from app.jobs.intake import submit_job
 from app.jobs.runner import (
+    ClaimedRow,
     RetryPolicy,
     RowProcessor,
     claim_row,
@@ -19,7 +21,7 @@ from app.jobs.runner import (
 )
 from app.jobs.status import job_view
 from app.jobs.sweeper import sweep
-from app.models import ConnectJobRow, EmailAccount
+from app.models import ConnectJobRow, EmailAccount, RowState
 from app.probe.model import AccountProbe, ErrorCode, ProtocolResult
 from app.teams import create_api_key
 from tests.factories import bulk_row
@@ -269,7 +271,7 @@ def test_backoff_grows_exponentially_with_jitter_and_a_ceiling():
         assert len(delays) > 1, "jittered"
 
 
-def test_a_busy_host_sends_the_row_back_without_claiming_it(services, team_id):
+def test_a_busy_host_sends_the_row_back_and_its_attempt_does_not_count(services, team_id):
     class BusyGate:
         def acquire(self, hosts):
             from app.jobs.hostgate import GateDecision
@@ -288,4 +290,12 @@ def test_a_busy_host_sends_the_row_back_without_claiming_it(services, team_id):
     assert gate.hosts == ["smtp.example.com", "imap.example.com"]
     assert prober.calls == []
     with services.db.transaction() as session:
-        assert session.get(ConnectJobRow, row_id).attempts == 0
+        row = session.get(ConnectJobRow, row_id)
+        assert (row.state, row.attempts, row.lease_expires_at) == (RowState.PENDING, 0, None)
+
+
+def test_a_retry_asks_only_for_the_hosts_it_will_contact():
+    settings = {"smtp": {"host": "smtp.example.com"}, "imap": {"host": "imap.example.com"}}
+    claim = ClaimedRow(1, "job", 1, 2, settings, "token", verified=frozenset({"smtp"}))
+    assert claim.hosts == ["imap.example.com"]
+    assert replace(claim, verified=frozenset()).hosts == ["smtp.example.com", "imap.example.com"]
