@@ -139,6 +139,8 @@ class ConnectJobRow(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "row_no", name="uq_connect_job_rows_job_row"),
         Index("ix_connect_job_rows_state_lease", "state", "lease_expires_at"),
+        # A job's runners take its next pending row in request order.
+        Index("ix_connect_job_rows_job_state_row", "job_id", "state", "row_no"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

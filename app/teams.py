@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from app.clock import Clock
 from app.db import Database
@@ -40,6 +43,42 @@ def create_api_key(db: Database, clock: Clock, team_name: str) -> IssuedKey:
         return IssuedKey(team.id, team.name, key)
 
 
+_TEAM_FOR_HASH = select(ApiKey.team_id).where(ApiKey.key_hash == bindparam("key_hash"))
+
+
 def team_for_key(db: Database, key: str) -> int | None:
-    with db.reading() as session:
-        return session.scalar(select(ApiKey.team_id).where(ApiKey.key_hash == hash_key(key)))
+    return _team_for_hash(db, hash_key(key))
+
+
+def _team_for_hash(db: Database, key_hash: str) -> int | None:
+    with db.core_reading() as connection:
+        return connection.execute(_TEAM_FOR_HASH, {"key_hash": key_hash}).scalar()
+
+
+class KeyCache:
+    """Teams of recently seen keys, so a client polling many times a second costs one lookup
+    per `ttl_seconds`. Only hits are kept: an unknown key is looked up every time."""
+
+    def __init__(self, db: Database, ttl_seconds: float = 60.0, max_keys: int = 10_000,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._db = db
+        self._monotonic = monotonic
+        self._ttl = ttl_seconds
+        self._max_keys = max_keys
+        self._teams: dict[str, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+
+    def team_for_key(self, key: str) -> int | None:
+        digest = hash_key(key)
+        now = self._monotonic()
+        with self._lock:
+            cached = self._teams.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        team_id = _team_for_hash(self._db, digest)
+        if team_id is not None:
+            with self._lock:
+                if len(self._teams) >= self._max_keys:
+                    self._teams.clear()
+                self._teams[digest] = (team_id, now + self._ttl)
+        return team_id

@@ -15,6 +15,7 @@ CONTROL_QUEUE = "mailconnect.control"
 
 START_JOB = "mailconnect.start_job"
 PROBE_ROW = "mailconnect.probe_row"
+RUN_ROWS = "mailconnect.run_rows"
 FINISH_JOB = "mailconnect.finish_job"
 SWEEP = "mailconnect.sweep"
 
@@ -46,6 +47,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
             FINISH_JOB: {"queue": CONTROL_QUEUE},
             SWEEP: {"queue": CONTROL_QUEUE},
             PROBE_ROW: {"queue": PROBE_QUEUE},
+            RUN_ROWS: {"queue": PROBE_QUEUE},
         },
         beat_schedule={
             "sweep": {"task": SWEEP, "schedule": settings.sweep_interval_seconds},

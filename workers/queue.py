@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from celery import Celery
 
 from app.config import Settings
-from workers.factory import FINISH_JOB, PROBE_ROW, START_JOB, make_celery
+from workers.factory import FINISH_JOB, PROBE_ROW, RUN_ROWS, START_JOB, make_celery
 
 
 class CeleryJobQueue:
@@ -25,6 +25,11 @@ class CeleryJobQueue:
         with self._celery.producer_or_acquire() as producer:
             for row_id in row_ids:
                 self._celery.send_task(PROBE_ROW, args=[row_id], producer=producer)
+
+    def run_rows(self, job_id: str, runners: int) -> None:
+        with self._celery.producer_or_acquire() as producer:
+            for _ in range(runners):
+                self._celery.send_task(RUN_ROWS, args=[job_id], producer=producer)
 
     def probe_row_later(self, row_id: int, delay_seconds: float) -> None:
         self._celery.send_task(PROBE_ROW, args=[row_id], countdown=delay_seconds)

@@ -8,32 +8,50 @@ from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
 from app.jobs.finish import fail_job, finish_job
+from app.jobs.runner import RowOutcome, runners_for
 from app.jobs.runner import start_job as start_job_rows
 from app.jobs.sweeper import sweep as sweep_jobs
 from app.storage import StorageError
-from workers.factory import FINISH_JOB, PROBE_ROW, START_JOB, SWEEP
-from workers.runtime import runtime
+from workers.factory import FINISH_JOB, PROBE_ROW, RUN_ROWS, START_JOB, SWEEP
+from workers.runtime import Runtime, runtime
 
 log = logging.getLogger(__name__)
 
 # Backoff stays far below the broker's visibility timeout (at least 60 s, see Settings).
 TRANSIENT = {"autoretry_for": (OperationalError,), "retry_backoff": 2,
              "retry_backoff_max": 30, "max_retries": 8}
+# One run_rows message tests up to this many of its job's rows, one after another: a tenth of
+# the per-message broker work, while a slow row holds up at most nine others of its runner.
+ROWS_PER_RUNNER = 10
 
 
 @shared_task(name=START_JOB, **TRANSIENT)
 def start_job(job_id: str) -> None:
     rt = runtime()
-    row_ids = start_job_rows(rt.services.db, rt.services.clock, job_id)
-    rt.queue.probe_rows(row_ids)
+    pending = len(start_job_rows(rt.services.db, rt.services.clock, job_id))
+    rt.queue.run_rows(job_id, runners_for(pending, rt.services.settings.worker_concurrency,
+                                          ROWS_PER_RUNNER))
+
+
+@shared_task(name=RUN_ROWS, **TRANSIENT)
+def run_rows(job_id: str) -> None:
+    rt = runtime()
+    for _ in range(ROWS_PER_RUNNER):
+        outcome = rt.rows.process_next(job_id)
+        if outcome is None:
+            return
+        _follow_up(rt, outcome)
 
 
 @shared_task(name=PROBE_ROW, **TRANSIENT)
 def probe_row(row_id: int) -> None:
     rt = runtime()
-    outcome = rt.rows.process(row_id)
-    if outcome.retry_in is not None:
-        rt.queue.probe_row_later(row_id, outcome.retry_in)
+    _follow_up(rt, rt.rows.process(row_id))
+
+
+def _follow_up(rt: Runtime, outcome: RowOutcome) -> None:
+    if outcome.retry_in is not None and outcome.row_id is not None:
+        rt.queue.probe_row_later(outcome.row_id, outcome.retry_in)
     if outcome.job_finished:
         rt.queue.finish_job(outcome.job_id)
 

@@ -56,8 +56,11 @@ class ClaimedRow:
 class RowOutcome:
     recorded: bool
     job_id: str | None = None
+    row_id: int | None = None
     job_finished: bool = False
-    retry_in: float | None = None  # publish the row again after this many seconds
+    # Publish the row again after this many seconds: for its retry, or because its hosts were
+    # busy (then the attempt did not count).
+    retry_in: float | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,15 @@ class RetryPolicy:
         return random.uniform(ceiling / 2, ceiling)
 
 
+def runners_for(pending: int, concurrency: int, rows_per_runner: int) -> int:
+    """How many runners to announce for a job's pending rows.
+
+    A runner tests up to rows_per_runner rows one after another, so a big job costs a tenth
+    of the messages; a small one still gets a runner per worker thread.
+    """
+    return min(pending, max(concurrency, -(-pending // rows_per_runner)))
+
+
 def start_job(db: Database, clock: Clock, job_id: str) -> list[int]:
     """Mark a queued job running and return its pending rows; [] if it was already started."""
     now = clock.now()
@@ -107,6 +119,11 @@ def start_job(db: Database, clock: Clock, job_id: str) -> list[int]:
 
 # The per-row statements are built once with bind parameters: building and cache-keying a
 # statement on every call costs more CPU than running it.
+_TAKE = dict(state=RowState.TESTING, attempts=rows.c.attempts + 1,
+             lease_expires_at=bindparam("lease_until"))
+_TAKEN = (rows.c.id, rows.c.job_id, rows.c.attempts, rows.c.settings, rows.c.credentials,
+          rows.c.smtp_result, rows.c.imap_result,
+          select(jobs.c.team_id).where(jobs.c.id == rows.c.job_id).scalar_subquery())
 _CLAIM = (
     update(rows)
     .where(
@@ -116,11 +133,24 @@ _CLAIM = (
             and_(rows.c.state == RowState.TESTING, rows.c.lease_expires_at < bindparam("now")),
         ),
     )
-    .values(state=RowState.TESTING, attempts=rows.c.attempts + 1,
-            lease_expires_at=bindparam("lease_until"))
-    .returning(rows.c.job_id, rows.c.attempts, rows.c.settings, rows.c.credentials,
-               rows.c.smtp_result, rows.c.imap_result,
-               select(jobs.c.team_id).where(jobs.c.id == rows.c.job_id).scalar_subquery())
+    .values(**_TAKE)
+    .returning(*_TAKEN)
+)
+# SKIP LOCKED lets concurrent runners on PostgreSQL take different rows instead of queueing
+# on one; SQLite has a single writer and ignores it.
+_NEXT_PENDING = (
+    select(rows.c.id)
+    .where(rows.c.job_id == bindparam("of_job"), rows.c.state == RowState.PENDING)
+    .order_by(rows.c.row_no)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+    .scalar_subquery()
+)
+_CLAIM_NEXT = (
+    update(rows)
+    .where(rows.c.id == _NEXT_PENDING, rows.c.state == RowState.PENDING)
+    .values(**_TAKE)
+    .returning(*_TAKEN)
 )
 _MINE = and_(rows.c.id == bindparam("row_id"), rows.c.state == RowState.TESTING,
              rows.c.attempts == bindparam("attempt"))
@@ -140,34 +170,49 @@ _COUNT_ROW = (
             last_progress_at=bindparam("now"))
     .returning(jobs.c.processed, jobs.c.total)
 )
-_RELEASE = update(rows).where(_MINE).values(
-    state=RowState.PENDING, lease_expires_at=None, attempts=rows.c.attempts - 1,
+_PARK = update(rows).where(_MINE).values(
+    lease_expires_at=bindparam("until"), attempts=rows.c.attempts - 1,
 )
+# A row waiting for its retry stays leased until the retry is due, so no runner takes it early;
+# if the retry's message is lost, the sweeper finds the expired lease.
 _DEFER_ROW = update(rows).where(_MINE).values(
-    state=RowState.PENDING, lease_expires_at=None,
+    lease_expires_at=bindparam("retry_at"),
     **{name: bindparam(name) for name in _RESULT_COLUMNS},
 )
 
 
 def claim_row(db: Database, clock: Clock, lease_seconds: int, row_id: int) -> ClaimedRow | None:
+    """Take this row if it is pending, or if its last holder's lease ran out."""
     now = clock.now()
+    return _claim(db, _CLAIM, {"row_id": row_id, "now": now,
+                               "lease_until": now + dt.timedelta(seconds=lease_seconds)})
+
+
+def claim_next_row(db: Database, clock: Clock, lease_seconds: int, job_id: str
+                   ) -> ClaimedRow | None:
+    """Take the job's first pending row; None when it has none left."""
+    lease_until = clock.now() + dt.timedelta(seconds=lease_seconds)
+    return _claim(db, _CLAIM_NEXT, {"of_job": job_id, "lease_until": lease_until})
+
+
+def _claim(db: Database, statement: Any, params: dict[str, Any]) -> ClaimedRow | None:
     with db.core_transaction() as connection:
-        claimed = connection.execute(_CLAIM, {
-            "row_id": row_id, "now": now,
-            "lease_until": now + dt.timedelta(seconds=lease_seconds),
-        }).one_or_none()
+        claimed = connection.execute(statement, params).one_or_none()
     if claimed is None:
         return None
-    job_id, attempt, settings, credentials, smtp_result, imap_result, team_id = claimed
+    row_id, job_id, attempt, settings, credentials, smtp_result, imap_result, team_id = claimed
     verified = frozenset(p for p, result in (("smtp", smtp_result), ("imap", imap_result))
                          if result == "ok")
     return ClaimedRow(row_id, job_id, team_id, attempt, settings, credentials, verified)
 
 
-def release_claim(db: Database, claim: ClaimedRow) -> None:
-    """Give back a claim that was never used (its hosts were busy): the attempt does not count."""
+def park_row(db: Database, clock: Clock, claim: ClaimedRow, seconds: float) -> None:
+    """Set a row aside while its hosts are busy: not taken by a runner for `seconds`, and the
+    attempt it never made does not count."""
+    until = clock.now() + dt.timedelta(seconds=seconds)
     with db.core_transaction() as connection:
-        connection.execute(_RELEASE, {"row_id": claim.row_id, "attempt": claim.attempt})
+        connection.execute(_PARK, {"row_id": claim.row_id, "attempt": claim.attempt,
+                                   "until": until})
 
 
 def probe_claimed(claim: ClaimedRow, cipher: CredentialCipher, prober: AccountProber
@@ -229,11 +274,14 @@ def record_result(db: Database, clock: Clock, claim: ClaimedRow, probe: AccountP
     return RowOutcome(recorded=True, job_id=claim.job_id, job_finished=processed >= total)
 
 
-def defer_row(db: Database, clock: Clock, claim: ClaimedRow, probe: AccountProbe) -> bool:
-    """Hand a row back for another attempt, keeping what this one learnt."""
+def defer_row(db: Database, clock: Clock, claim: ClaimedRow, probe: AccountProbe,
+              delay_seconds: float) -> bool:
+    """Keep the row for another attempt in delay_seconds, and what this one learnt."""
+    retry_at = clock.now() + dt.timedelta(seconds=delay_seconds)
     with db.core_transaction() as connection:
         return bool(connection.execute(_DEFER_ROW, {
-            "row_id": claim.row_id, "attempt": claim.attempt, **_results(probe),
+            "row_id": claim.row_id, "attempt": claim.attempt, "retry_at": retry_at,
+            **_results(probe),
         }).rowcount)
 
 
@@ -250,21 +298,30 @@ class RowProcessor:
     lease_seconds: int
 
     def process(self, row_id: int) -> RowOutcome:
+        """Test this row, if it still needs it."""
         claim = claim_row(self.db, self.clock, self.lease_seconds, row_id)
-        if claim is None:
-            return RowOutcome(recorded=False)
-        # A host at its cap sends the row back to the queue instead of parking this thread,
-        # so rows for other hosts keep flowing.
+        return RowOutcome(recorded=False) if claim is None else self._test(claim)
+
+    def process_next(self, job_id: str) -> RowOutcome | None:
+        """Test the job's next pending row; None when there is none."""
+        claim = claim_next_row(self.db, self.clock, self.lease_seconds, job_id)
+        return None if claim is None else self._test(claim)
+
+    def _test(self, claim: ClaimedRow) -> RowOutcome:
+        # A host at its cap sets the row aside instead of parking this thread, so rows for
+        # other hosts keep flowing.
         decision = self.gate.acquire(claim.hosts)
         if decision.lease is None:
-            release_claim(self.db, claim)
-            return RowOutcome(recorded=False, retry_in=decision.wait_seconds)
+            park_row(self.db, self.clock, claim, decision.wait_seconds)
+            return RowOutcome(recorded=False, job_id=claim.job_id, row_id=claim.row_id,
+                              retry_in=decision.wait_seconds)
         try:
             # No database connection is held while the mailbox is tested.
             probe = probe_claimed(claim, self.cipher, self.prober)
         finally:
             self.gate.release(decision.lease)
         delay = self.policy.retry_delay(probe, claim.attempt)
-        if delay is not None and defer_row(self.db, self.clock, claim, probe):
-            return RowOutcome(recorded=False, job_id=claim.job_id, retry_in=delay)
+        if delay is not None and defer_row(self.db, self.clock, claim, probe, delay):
+            return RowOutcome(recorded=False, job_id=claim.job_id, row_id=claim.row_id,
+                              retry_in=delay)
         return record_result(self.db, self.clock, claim, probe)

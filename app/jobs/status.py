@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from app.db import Database
 from app.models import ConnectJob, JobStatus
@@ -38,11 +38,15 @@ class JobView:
         return round(100.0 * self.processed / self.total, 1) if self.total else 100.0
 
 
+_TEAM_JOB = select(jobs).where(jobs.c.id == bindparam("job_id"),
+                               jobs.c.team_id == bindparam("team_id"))
+
+
 def job_view(db: Database, team_id: int, job_id: str) -> JobView | None:
-    with db.reading() as session:
-        row = session.execute(
-            select(jobs).where(jobs.c.id == job_id, jobs.c.team_id == team_id)
-        ).one_or_none()
+    # Polled many times a second by every waiting client: a prebuilt statement, no ORM.
+    with db.core_reading() as connection:
+        row = connection.execute(_TEAM_JOB, {"job_id": job_id, "team_id": team_id}
+                                 ).one_or_none()
     if row is None:
         return None
     return JobView(

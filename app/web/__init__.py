@@ -7,6 +7,7 @@ from flask import Flask, jsonify
 from app.config import Settings, load_settings
 from app.jobs.queue import JobQueue
 from app.services import Services, build_services
+from app.teams import KeyCache
 from app.web import accounts, connect
 from app.web.errors import register_error_handlers
 
@@ -28,6 +29,7 @@ def create_app(
     app.json.sort_keys = False
     app.extensions["mailconnect"] = services
     app.extensions["mailconnect.queue"] = queue
+    app.extensions["mailconnect.keys"] = KeyCache(services.db)
     register_error_handlers(app)
     app.register_blueprint(connect.blueprint)
     app.register_blueprint(accounts.blueprint)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import current_app, g, request
 
-from app.teams import team_for_key
 from app.web.errors import ApiError
 
 
@@ -16,7 +15,7 @@ def require_team() -> None:
             key = token.strip()
     if not key:
         raise ApiError(401, "x-api-key: is required (or Authorization: Bearer <key>)")
-    team_id = team_for_key(current_app.extensions["mailconnect"].db, key)
+    team_id = current_app.extensions["mailconnect.keys"].team_for_key(key)
     if team_id is None:
         raise ApiError(401, "x-api-key: is not a valid API key")
     g.team_id = team_id

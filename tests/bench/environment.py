@@ -16,6 +16,7 @@ from tests.servers.dovecot import DovecotServer, start_dovecot
 from tests.servers.redis_server import private_redis
 from tests.servers.s3 import moto_s3
 from tests.servers.tls import TestPKI, make_pki
+from tests.servers.worker import ROOT
 
 
 def service_env(tmp: Path, db_url: str, redis_url: str, s3: str, pki: TestPKI,
@@ -31,6 +32,14 @@ def service_env(tmp: Path, db_url: str, redis_url: str, s3: str, pki: TestPKI,
         "PROBE_EXTRA_CA_FILE": str(pki.ca_file),
         **extra,
     }
+
+
+def procfile_web() -> str:
+    """The command the Procfile's `web` line runs (gunicorn, as deployed)."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith("web:"):
+            return line.partition(":")[2].strip()
+    raise RuntimeError("no web line in the Procfile")
 
 
 class BenchServers(NamedTuple):

@@ -1,9 +1,12 @@
-"""Status-poll latency under load: wrk's 50 connections polling one job's status while a
-job of N accounts runs, behind gunicorn started by the Procfile's `web` line.
+"""Status-poll latency under load: 50 pollers (wrk connections) asking for one job's status
+while a job of N accounts runs, behind gunicorn started by the Procfile's `web` line.
 
-    python -m tests.bench.polling --accounts 5000 [--pollers 50] [--seconds 20]
+    python -m tests.bench.polling --accounts 5000 [--pollers 50] [--interval-ms 500]
 
-Needs wrk (Debian package `wrk`). Prints wrk's latency distribution; JSON line last.
+Two phases, one after the other, while the job runs: pollers as clients poll (each waits
+--interval-ms between its polls; wrk's delay() hook), then flat out (no wait: latency is then
+mostly queueing, a stress figure). Needs wrk (Debian package `wrk`). Prints wrk's latency
+distributions; JSON line last.
 """
 
 from __future__ import annotations
@@ -20,19 +23,12 @@ from contextlib import ExitStack
 import requests
 
 from app.devserver import free_port, wait_for_port
-from tests.bench.environment import bench_servers, service_env
+from tests.bench.environment import bench_servers, procfile_web, service_env
 from tests.factories import bulk_row
 from tests.servers.worker import ROOT, celery_process
 from tests.workers.conftest import Api
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-
-def procfile_web() -> str:
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.startswith("web:"):
-            return line.partition(":")[2].strip()
-    raise RuntimeError("no web line in the Procfile")
 
 
 def percentile_ms(output: str, label: str) -> float:
@@ -44,7 +40,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--accounts", type=int, default=5000)
     parser.add_argument("--pollers", type=int, default=50)
-    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--interval-ms", type=int, default=500)
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
@@ -72,19 +69,25 @@ def main() -> None:
         request_id = response.json()["payload"]["requestId"]
         url = f"http://127.0.0.1:{port}/v1/email-accounts/connect/status/{request_id}"
         time.sleep(2)
-        wrk = subprocess.run(["wrk", "-t2", f"-c{args.pollers}", f"-d{args.seconds}s",
-                              "--latency", "-H", f"x-api-key: {api.key}", url],
-                             capture_output=True, text=True, check=True).stdout
+        pacing = tmp / "pace.lua"
+        pacing.write_text(f"function delay()\n  return {args.interval_ms}\nend\n")
+        phases = {}
+        for phase, script in (("paced", ["-s", str(pacing)]), ("flat_out", [])):
+            wrk = subprocess.run(["wrk", "-t2", f"-c{args.pollers}", f"-d{args.seconds}s",
+                                  "--latency", *script, "-H", f"x-api-key: {api.key}", url],
+                                 capture_output=True, text=True, check=True).stdout
+            print(f"--- {phase}" + (f": each poller every {args.interval_ms} ms"
+                                    if phase == "paced" else ": no wait between polls"))
+            print(wrk)
+            phases[phase] = {
+                "p50_ms": percentile_ms(wrk, "50"), "p99_ms": percentile_ms(wrk, "99"),
+                "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", wrk).group(1))}
         during = api.status(request_id)
-    print(wrk)
-    print(f"job while polling: {during['processed']} of {during['total']} processed, "
+    print(f"job after polling: {during['processed']} of {during['total']} processed, "
           f"status {during['status']}")
-    result = {"accounts": args.accounts, "pollers": args.pollers,
-              "p50_ms": percentile_ms(wrk, "50"), "p99_ms": percentile_ms(wrk, "99"),
-              "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", wrk).group(1)),
-              "job_running": during["status"] == "running"}
-    print(json.dumps(result))
-
+    print(json.dumps({"accounts": args.accounts, "pollers": args.pollers,
+                      "interval_ms": args.interval_ms, **phases,
+                      "job_running": during["status"] == "running"}))
 
 if __name__ == "__main__":
     main()

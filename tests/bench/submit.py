@@ -1,8 +1,9 @@
-"""How long POST /v1/email-accounts/connect takes to answer 202 for N rows.
+"""How long POST /v1/email-accounts/connect takes to answer 202 for N rows, and the web
+process's peak RSS meanwhile.
 
     python -m tests.bench.submit --rows 10000 [--database-url postgresql://...]
 
-Runs the real web app under gunicorn (as the Procfile does) against SQLite or the given
+Runs the real web app with the Procfile's `web` command (gunicorn) against SQLite or the given
 database; publishing goes to a private Redis. Prints each run and the median, JSON last.
 """
 
@@ -13,11 +14,12 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
+import psutil
 import requests
 
 from app.clock import SystemClock
@@ -27,8 +29,11 @@ from app.db import Database
 from app.devserver import free_port, wait_for_port
 from app.migrate import upgrade
 from app.teams import create_api_key
+from tests.bench.environment import procfile_web
+from tests.bench.memory import MB, peak_rss
 from tests.factories import bulk_row
 from tests.servers.redis_server import private_redis
+from tests.servers.worker import ROOT
 
 
 def rows(count: int) -> list[dict]:
@@ -58,35 +63,42 @@ def main() -> None:
         env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_url,
                "CREDENTIALS_KEYS": CredentialCipher.generate_key(),
                "MAILCONNECT_DATA_DIR": tmp, "S3_ENDPOINT_URL": "http://127.0.0.1:9"}
-        web = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-             "app.web:create_app()"], env=env, stderr=subprocess.DEVNULL)
+        web = subprocess.Popen(["bash", "-c", f"exec {procfile_web()}"], cwd=ROOT,
+                               env={**env, "PORT": str(port)}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
         try:
             wait_for_port(port, web, "gunicorn")
+            workers = psutil.Process(web.pid).children()
             endpoint = f"http://127.0.0.1:{port}/v1/email-accounts/connect"
             headers = {"x-api-key": key}
             body = json.dumps(rows(args.rows)).encode()
             csv = csv_body(rows(args.rows))
             results = {}
+            web_peak = 0
             for name, data, content_type in (("json", body, "application/json"),
                                              ("csv", csv, "text/csv")):
                 times = []
                 for run in range(args.runs):
-                    started = time.perf_counter()
-                    response = requests.post(endpoint, data=data, timeout=120,
-                                             headers={**headers, "Content-Type": content_type})
-                    elapsed = time.perf_counter() - started
+                    with ExitStack() as sampling:
+                        peaks = [sampling.enter_context(peak_rss(w.pid)) for w in workers]
+                        started = time.perf_counter()
+                        response = requests.post(endpoint, data=data, timeout=120, headers={
+                            **headers, "Content-Type": content_type})
+                        elapsed = time.perf_counter() - started
                     assert response.status_code == 202, response.text
                     times.append(elapsed)
+                    web_peak = max(web_peak, *(peak() for peak in peaks))
                     print(f"{name} run {run + 1}: {args.rows} rows -> 202 in {elapsed:.3f}s")
                 results[name] = statistics.median(times)
                 print(f"{name} median: {results[name]:.3f}s")
+            print(f"peak RSS of one web worker process: {web_peak / MB:.0f} MB")
         finally:
             web.terminate()
             web.wait()
     print(json.dumps({"rows": args.rows, "database": url.split(":")[0],
                       "json_median_s": round(results["json"], 3),
-                      "csv_median_s": round(results["csv"], 3)}))
+                      "csv_median_s": round(results["csv"], 3),
+                      "web_peak_rss_mb": round(web_peak / MB, 1)}))
 
 
 if __name__ == "__main__":

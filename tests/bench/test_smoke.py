@@ -30,3 +30,9 @@ def test_throughput_benchmark_runs():
 def test_submit_benchmark_runs():
     result = run_bench("tests.bench.submit", "--rows", "300", "--runs", "1")
     assert result["rows"] == 300 and result["json_median_s"] > 0 and result["csv_median_s"] > 0
+    assert result["web_peak_rss_mb"] > 0
+
+
+def test_memory_benchmark_runs():
+    result = run_bench("tests.bench.memory", "--rows", "50", "--rows", "150")
+    assert set(result["worker_peak_rss_mb"]) == {"50", "150"} and result["ratio"] > 0

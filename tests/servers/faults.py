@@ -91,8 +91,9 @@ class Peer:
         return data
 
     async def send(self, *lines: str) -> None:
-        for line in lines:
-            self.writer.write(line.encode("utf-8") + b"\r\n")
+        # One write: asyncio sends each write at once, and a reply split over two segments
+        # would make tests that need it in one (STARTTLS injection) depend on timing.
+        self.writer.write(b"".join(line.encode("utf-8") + b"\r\n" for line in lines))
         await self.writer.drain()
 
     async def start_tls(self, context: ssl.SSLContext) -> None:

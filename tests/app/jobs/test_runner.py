@@ -15,8 +15,10 @@ from app.jobs.runner import (
     ClaimedRow,
     RetryPolicy,
     RowProcessor,
+    claim_next_row,
     claim_row,
     record_result,
+    runners_for,
     start_job,
 )
 from app.jobs.status import job_view
@@ -215,11 +217,16 @@ def test_transient_failure_is_retried_and_only_the_failed_protocol_retested(serv
     job = submit(services, team_id, [bulk_row()])
     (row_id,) = start_job(services.db, services.clock, job.job_id)
     prober = FlakyProber([OK], [failed(ErrorCode.SERVER_THROTTLED), OK])
-    rows = processor(services, prober, policy=RetryPolicy(attempts=3, backoff_seconds=4))
+    clock = FakeClock()
+    rows = processor(services, prober, clock=clock,
+                     policy=RetryPolicy(attempts=3, backoff_seconds=4))
 
     first = rows.process(row_id)
-    assert not first.recorded and 2 <= first.retry_in <= 4
+    assert not first.recorded and 2 <= first.retry_in <= 4 and first.row_id == row_id
     assert job_view(services.db, team_id, job.job_id).processed == 0
+    assert rows.process_next(job.job_id) is None, "not taken again before its retry is due"
+    assert not rows.process(row_id).recorded
+    clock.advance(first.retry_in + 0.01)
     second = rows.process(row_id)
     assert second.recorded and second.job_finished
     assert prober.asked == [(True, True), (False, True)], "SMTP passed once: not logged in again"
@@ -271,7 +278,7 @@ def test_backoff_grows_exponentially_with_jitter_and_a_ceiling():
         assert len(delays) > 1, "jittered"
 
 
-def test_a_busy_host_sends_the_row_back_and_its_attempt_does_not_count(services, team_id):
+def test_a_busy_host_sets_the_row_aside_and_its_attempt_does_not_count(services, team_id):
     class BusyGate:
         def acquire(self, hosts):
             from app.jobs.hostgate import GateDecision
@@ -285,13 +292,18 @@ def test_a_busy_host_sends_the_row_back_and_its_attempt_does_not_count(services,
     (row_id,) = start_job(services.db, services.clock, job.job_id)
     gate = BusyGate()
     prober = FakeProber()
-    outcome = processor(services, prober, gate=gate).process(row_id)
-    assert (outcome.recorded, outcome.retry_in) == (False, 1.5)
+    clock = FakeClock()
+    rows = processor(services, prober, gate=gate, clock=clock)
+    outcome = rows.process(row_id)
+    assert (outcome.recorded, outcome.row_id, outcome.retry_in) == (False, row_id, 1.5)
     assert gate.hosts == ["smtp.example.com", "imap.example.com"]
     assert prober.calls == []
     with services.db.transaction() as session:
         row = session.get(ConnectJobRow, row_id)
-        assert (row.state, row.attempts, row.lease_expires_at) == (RowState.PENDING, 0, None)
+        assert (row.state, row.attempts) == (RowState.TESTING, 0)
+    assert rows.process_next(job.job_id) is None, "set aside: runners pass it by"
+    clock.advance(1.6)
+    assert processor(services, prober, clock=clock).process(row_id).recorded
 
 
 def test_a_retry_asks_only_for_the_hosts_it_will_contact():
@@ -299,3 +311,40 @@ def test_a_retry_asks_only_for_the_hosts_it_will_contact():
     claim = ClaimedRow(1, "job", 1, 2, settings, "token", verified=frozenset({"smtp"}))
     assert claim.hosts == ["imap.example.com"]
     assert replace(claim, verified=frozenset()).hosts == ["smtp.example.com", "imap.example.com"]
+
+
+def test_runners_take_a_jobs_pending_rows_in_order_each_row_once(services, team_id):
+    job = submit(services, team_id, [bulk_row(f"u{i}@example.com") for i in range(40)])
+    row_ids = start_job(services.db, services.clock, job.job_id)
+    taken: list[int] = []
+    lock = threading.Lock()
+
+    def runner() -> None:
+        while claim := claim_next_row(services.db, services.clock, 60, job.job_id):
+            with lock:
+                taken.append(claim.row_id)
+
+    first = claim_next_row(services.db, services.clock, 60, job.job_id)
+    assert first.row_id == row_ids[0], "request order"
+    threads = [threading.Thread(target=runner) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted([first.row_id, *taken]) == sorted(row_ids)
+
+
+def test_process_next_tests_the_next_row_and_says_when_none_is_left(services, team_id):
+    job = submit(services, team_id, [bulk_row("a@example.com"), bulk_row("b@example.com")])
+    start_job(services.db, services.clock, job.job_id)
+    rows = processor(services, FakeProber())
+    assert rows.process_next(job.job_id).recorded
+    last = rows.process_next(job.job_id)
+    assert last.recorded and last.job_finished
+    assert rows.process_next(job.job_id) is None
+
+
+@pytest.mark.parametrize(("pending", "expected"), [
+    (0, 0), (1, 1), (60, 60), (100, 100), (500, 100), (1000, 100), (5000, 500), (50001, 5001)])
+def test_runner_count_fills_every_thread_then_caps_messages(pending, expected):
+    assert runners_for(pending, concurrency=100, rows_per_runner=10) == expected
