@@ -1,15 +1,27 @@
 """Passwords in memory and at rest.
 
 A `Secret` never shows its value in a repr, str, log line or traceback; only `reveal()` does.
-`CredentialCipher` encrypts with MultiFernet so keys can be rotated: the first key encrypts,
-every key decrypts.
+`CredentialCipher` encrypts with AES-256-GCM under keys derived (HKDF) from CREDENTIALS_KEYS,
+so keys can be rotated: the first key encrypts, every key decrypts. Tokens written by earlier
+versions (Fernet, under the same keys) still decrypt.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import os
 
+from cryptography.exceptions import InvalidTag
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+SEALED_PREFIX = "mc1."
+_NONCE_BYTES = 12
+_TAG_BYTES = 16
 
 
 class Secret:
@@ -44,27 +56,58 @@ class CredentialError(Exception):
 
 
 class CredentialCipher:
+    """Why not Fernet for new tokens: AES-GCM is one call, about a tenth of Fernet's CPU, and a
+    10,000-row import encrypts 10,000 tokens before it can answer."""
+
     def __init__(self, keys: list[str]) -> None:
         if not keys:
             raise ValueError("at least one credentials key is required")
-        self._fernet = MultiFernet([Fernet(key.encode()) for key in keys])
+        fernets = [Fernet(key.encode()) for key in keys]  # also checks each key's format
+        self._legacy = MultiFernet(fernets)
+        self._aeads = [AESGCM(_derive(key)) for key in keys]
 
     @staticmethod
     def generate_key() -> str:
         return Fernet.generate_key().decode()
 
     def encrypt(self, secrets: dict[str, Secret]) -> str:
-        plain = json.dumps({name: s.reveal() for name, s in secrets.items()})
-        return self._fernet.encrypt(plain.encode()).decode()
+        plain = json.dumps({name: s.reveal() for name, s in secrets.items()}).encode()
+        nonce = os.urandom(_NONCE_BYTES)
+        sealed = self._aeads[0].encrypt(nonce, plain, None)
+        return SEALED_PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode()
 
     def decrypt(self, token: str) -> dict[str, Secret]:
-        try:
-            plain = self._fernet.decrypt(token.encode())
-        except InvalidToken:
-            raise CredentialError(
-                "stored credentials cannot be decrypted with CREDENTIALS_KEYS"
-            ) from None
+        plain = self._open(token)
+        if plain is None:
+            raise CredentialError("stored credentials cannot be decrypted with CREDENTIALS_KEYS")
         return {name: Secret(value) for name, value in json.loads(plain).items()}
 
     def rotate(self, token: str) -> str:
-        return self._fernet.rotate(token.encode()).decode()
+        """The same secrets under the first key."""
+        return self.encrypt(self.decrypt(token))
+
+    def _open(self, token: str) -> bytes | None:
+        if not token.startswith(SEALED_PREFIX):
+            try:
+                return self._legacy.decrypt(token.encode())
+            except InvalidToken:
+                return None
+        try:
+            raw = base64.urlsafe_b64decode(token[len(SEALED_PREFIX):])
+        except (binascii.Error, ValueError):
+            return None
+        if len(raw) < _NONCE_BYTES + _TAG_BYTES:
+            return None
+        nonce, sealed = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:]
+        for aead in self._aeads:
+            try:
+                return aead.decrypt(nonce, sealed, None)
+            except InvalidTag:
+                continue
+        return None
+
+
+def _derive(key: str) -> bytes:
+    # Its own key for AES-GCM, so the configured key never serves two algorithms.
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                info=b"mailconnect credentials aes-256-gcm").derive(key.encode())

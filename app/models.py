@@ -84,7 +84,7 @@ class EmailAccount(Base):
     imap_host: Mapped[str | None] = mapped_column(String(253))
     imap_port: Mapped[int | None] = mapped_column(Integer)
     imap_encryption: Mapped[str | None] = mapped_column(String(16))
-    credentials: Mapped[str] = mapped_column(Text)  # MultiFernet token of both passwords
+    credentials: Mapped[str] = mapped_column(Text)  # CredentialCipher token of both passwords
     smtp_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     suspended: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 

@@ -7,6 +7,7 @@ as it is. Names are compared with case and punctuation removed, so `SMTP Host`, 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -68,6 +69,7 @@ _TRUE = frozenset({"true", "yes", "y", "1"})
 _FALSE = frozenset({"false", "no", "n", "0"})
 
 
+@functools.lru_cache(maxsize=4096)  # the same few column names, once per row of a batch
 def column_key(name: str) -> str:
     """The form names are compared in: lowercase, letters and digits only."""
     return re.sub(r"[\W_]+", "", name.casefold())

@@ -138,28 +138,30 @@ def _save_job(db: Database, now: dt.datetime, job_id: str, team_id: int,
 ROW_COLUMNS = ("job_id", "row_no", "attempts", "state", "email", "settings", "credentials",
                "error_code", "field_errors")
 JSON_COLUMNS = frozenset({"settings", "field_errors"})
+_COLUMN_LIST = f"{ConnectJobRow.__tablename__} ({', '.join(ROW_COLUMNS)})"
+# Only our own table and column names go into the text; every value is bound.
+_PLACEHOLDERS = ", ".join("?" * len(ROW_COLUMNS))
+_SQLITE_INSERT = f"INSERT INTO {_COLUMN_LIST} VALUES ({_PLACEHOLDERS})"  # noqa: S608
 
 
 def _insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        _copy_rows(session, rows)
-        return
-    # Core executemany: one round trip per few hundred rows instead of the ORM's unit of work.
-    table = ConnectJobRow.__table__
-    session.execute(table.insert(), [{c: row.get(c) for c in ROW_COLUMNS} for row in rows])
-
-
-def _copy_rows(session: Session, rows: list[dict[str, Any]]) -> None:
-    # COPY streams 10,000 rows in a fraction of what even batched INSERTs take.
+    # Straight to the driver: COPY on PostgreSQL, executemany on SQLite. SQLAlchemy's per-row
+    # parameter processing costs more than the insert itself at 10,000 rows.
     cursor = session.connection().connection.dbapi_connection.cursor()
-    statement = f"COPY {ConnectJobRow.__tablename__} ({', '.join(ROW_COLUMNS)}) FROM STDIN"
-    with cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(tuple(
-                json.dumps(row[c]) if c in JSON_COLUMNS and row.get(c) is not None
-                else row.get(c)
-                for c in ROW_COLUMNS
-            ))
+    values = (_row_values(row) for row in rows)
+    if session.get_bind().dialect.name == "postgresql":
+        with cursor.copy(f"COPY {_COLUMN_LIST} FROM STDIN") as copy:
+            for row_values in values:
+                copy.write_row(row_values)
+        return
+    cursor.executemany(_SQLITE_INSERT, values)
+
+
+def _row_values(row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(
+        json.dumps(row[c]) if c in JSON_COLUMNS and row.get(c) is not None else row.get(c)
+        for c in ROW_COLUMNS
+    )
 
 
 def _raw_email(record: Any) -> str | None:

@@ -27,3 +27,29 @@ def test_rotation_first_key_encrypts_all_keys_decrypt():
     assert CredentialCipher([new]).decrypt(fresh)["smtp"].reveal() == "pw"
     with pytest.raises(CredentialError):
         CredentialCipher([new]).decrypt(token)
+
+
+def test_tokens_from_the_fernet_era_still_decrypt_and_rotate_to_the_current_format():
+    from cryptography.fernet import Fernet
+
+    key = CredentialCipher.generate_key()
+    legacy = Fernet(key.encode()).encrypt(b'{"smtp": "pw"}').decode()
+    cipher = CredentialCipher([key])
+    assert cipher.decrypt(legacy)["smtp"].reveal() == "pw"
+    assert cipher.rotate(legacy).startswith("mc1.")
+    assert cipher.decrypt(cipher.rotate(legacy))["smtp"].reveal() == "pw"
+
+
+@pytest.mark.parametrize("token", ["mc1.", "mc1.!!!", "mc1." + "A" * 40, "gAAAAAnonsense", ""])
+def test_damaged_tokens_are_a_credential_error(token):
+    with pytest.raises(CredentialError):
+        CredentialCipher([CredentialCipher.generate_key()]).decrypt(token)
+
+
+def test_a_tampered_token_does_not_decrypt():
+    cipher = CredentialCipher([CredentialCipher.generate_key()])
+    token = cipher.encrypt({"smtp": Secret("pw")})
+    body = bytearray(token.encode())
+    body[-5] = ord("A") if body[-5] != ord("A") else ord("B")
+    with pytest.raises(CredentialError):
+        cipher.decrypt(body.decode())

@@ -35,9 +35,12 @@ MB = 1024 * 1024
 
 
 @contextmanager
-def peak_rss(pid: int, interval: float = 0.05) -> Iterator[Callable[[], int]]:
-    """Samples the RSS of a process and its children until the block ends; yields the peak."""
+def peak_rss(pid: int, interval: float = 0.05, largest_process: bool = False
+             ) -> Iterator[Callable[[], int]]:
+    """Samples the RSS of a process and its children until the block ends; yields the peak of
+    their sum, or with largest_process, of the largest one of them."""
     peak = 0
+    combine = max if largest_process else sum
     stop = threading.Event()
 
     def sample() -> None:
@@ -45,7 +48,8 @@ def peak_rss(pid: int, interval: float = 0.05) -> Iterator[Callable[[], int]]:
         root = psutil.Process(pid)
         while not stop.is_set():
             try:
-                rss = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+                rss = combine(p.memory_info().rss
+                              for p in [root, *root.children(recursive=True)])
             except psutil.Error:
                 rss = 0
             peak = max(peak, rss)
