@@ -92,10 +92,12 @@ def run_dev(port: int | None) -> int:
                              check=True, capture_output=True, text=True).stdout.split()[-1]
 
         web = spawn("web", [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
-                            "--workers", "2", "--threads", "8", "--timeout", "75",
+                            "--workers", "2", "--threads", "32", "--timeout", "75",
                             "--access-logfile", "-", "app.web:create_app()"])
-        spawn("worker", [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-                         "--loglevel", "INFO"])
+        # Below the web process in CPU priority, as in the Procfile: polls stay quick while
+        # a big job keeps the cores busy.
+        spawn("worker", ["nice", "-n", "10", sys.executable, "-m", "celery", "-A",
+                         "workers.celery_app", "worker", "--loglevel", "INFO"])
         spawn("beat", [sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat",
                        "--loglevel", "INFO"])
         wait_for_port(port, web, "web")

@@ -2,11 +2,12 @@
 while a job of N accounts runs, behind gunicorn started by the Procfile's `web` line.
 
     python -m tests.bench.polling --accounts 5000 [--pollers 50] [--interval-ms 500]
+        [--database-url postgresql+psycopg://...]
 
-Two phases, one after the other, while the job runs: pollers as clients poll (each waits
---interval-ms between its polls; wrk's delay() hook), then flat out (no wait: latency is then
-mostly queueing, a stress figure). Needs wrk (Debian package `wrk`). Prints wrk's latency
-distributions; JSON line last.
+Two phases, one after the other, while the job runs: pollers as clients poll (each waits a
+random 0 to 2 x --interval-ms between its polls; wrk's delay() hook), then flat out (no wait:
+latency is then mostly queueing, a stress figure). Needs wrk (Debian package `wrk`). Prints
+wrk's latency distributions; JSON line last.
 """
 
 from __future__ import annotations
@@ -42,12 +43,13 @@ def main() -> None:
     parser.add_argument("--pollers", type=int, default=50)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--interval-ms", type=int, default=500)
+    parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
     users = {f"user{i}@example.test": f"pw-{i}" for i in range(args.accounts)}
     with bench_servers(users) as (tmp, pki, mail, redis_url, s3), ExitStack() as stack:
-        env = service_env(tmp, f"sqlite:///{tmp}/bench.db", redis_url, s3, pki,
+        env = service_env(tmp, args.database_url or f"sqlite:///{tmp}/bench.db", redis_url, s3, pki,
                           PROBE_MAX_PER_HOST="100")
         api = Api(env)
         port = free_port()
@@ -70,13 +72,16 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}/v1/email-accounts/connect/status/{request_id}"
         time.sleep(2)
         pacing = tmp / "pace.lua"
-        pacing.write_text(f"function delay()\n  return {args.interval_ms}\nend\n")
+        # Independent clients: a random wait averaging the interval, so the pollers do not
+        # stay in lockstep (a fixed wait keeps all 50 arriving in the same instant).
+        pacing.write_text(f"function delay()\n  return math.random(0, {2 * args.interval_ms})\n"
+                          "end\n")
         phases = {}
         for phase, script in (("paced", ["-s", str(pacing)]), ("flat_out", [])):
             wrk = subprocess.run(["wrk", "-t2", f"-c{args.pollers}", f"-d{args.seconds}s",
                                   "--latency", *script, "-H", f"x-api-key: {api.key}", url],
                                  capture_output=True, text=True, check=True).stdout
-            print(f"--- {phase}" + (f": each poller every {args.interval_ms} ms"
+            print(f"--- {phase}" + (f": each poller every {args.interval_ms} ms on average"
                                     if phase == "paced" else ": no wait between polls"))
             print(wrk)
             phases[phase] = {

@@ -48,7 +48,8 @@ def celery_process(kind: str, env: Mapping[str, str], workdir: Path, name: str |
     args = [sys.executable, "-m", "celery", "-A", "workers.celery_app", kind,
             "--loglevel", "INFO", *(extra or [])]
     if kind == "worker":
-        args += ["--hostname", f"{name}@%h", "--without-gossip", "--without-mingle"]
+        args = ["nice", "-n", "10", *args,
+                "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle"]
     process = Process(name, args, env, workdir / f"{name}.log")
     try:
         yield process
