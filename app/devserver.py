@@ -91,7 +91,8 @@ def run_dev(port: int | None) -> int:
         key = subprocess.run([*cli, "api-key", "create", "--team", DEV_TEAM], env=env,
                              check=True, capture_output=True, text=True).stdout.split()[-1]
 
-        web = spawn("web", [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
+        web = spawn("web", [sys.executable, "-m", "gunicorn", "-c", "python:app.web.server",
+                            "--bind", f"127.0.0.1:{port}",
                             "--workers", "2", "--threads", "32", "--timeout", "75",
                             "--access-logfile", "-", "app.web:create_app()"])
         # Below the web process in CPU priority, as in the Procfile: polls stay quick while
