@@ -79,6 +79,11 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._read_engine = self.engine.execution_options(**{READ_ONLY: True})
         self._readers = sessionmaker(self._read_engine, expire_on_commit=False)
+        # A single statement needs no BEGIN and COMMIT around it: on PostgreSQL those are two
+        # more round trips per status poll.
+        self._statement_reader = (
+            self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.engine.dialect.name == "postgresql" else self._read_engine)
         # SQLite has one writer at a time. Threads of one process queue here, in order,
         # instead of in SQLite's busy handler, which sleeps up to 100 ms between tries.
         self._write_lock = (threading.Lock() if self.engine.dialect.name == "sqlite"
@@ -104,8 +109,9 @@ class Database:
 
     @contextmanager
     def core_reading(self) -> Iterator[Connection]:
-        """reading() without the ORM Session."""
-        with self._read_engine.begin() as connection:
+        """reading() without the ORM Session, for one statement: on PostgreSQL it runs in
+        autocommit, so do not rely on several statements seeing one snapshot."""
+        with self._statement_reader.begin() as connection:
             yield connection
 
     def dispose(self) -> None:
