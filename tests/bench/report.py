@@ -3,8 +3,8 @@
     python -m tests.bench.report --rows 50000 --rows 5000 [--database-url ...]
 
 Fills a job with finished rows straight in the database, then times `finish_job` (stream
-rows in chunks, pandas CSV, boto3 upload to moto's S3 server) and records the peak of Python
-allocations while it runs. JSON line last.
+rows in chunks, pandas CSV, boto3 upload to moto's S3 server, which runs in its own process)
+and records the peak of Python allocations while it runs. JSON line last.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from app.models import ConnectJob, ConnectJobRow
 from app.storage import S3ReportStore
 from app.teams import create_api_key
 from tests.factories import bulk_row
-from tests.servers.s3 import moto_s3
+from tests.servers.s3 import moto_s3_process
 
 
 def finished_job(db: Database, team_id: int, rows: int) -> str:
@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, action="append")
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, moto_s3() as s3:
+    with tempfile.TemporaryDirectory() as tmp, moto_s3_process() as s3:
         url = load_settings(DATABASE_URL=args.database_url or f"sqlite:///{tmp}/r.db"
                             ).sqlalchemy_url
         upgrade(url)
