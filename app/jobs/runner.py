@@ -93,8 +93,8 @@ class RetryPolicy:
 def runners_for(pending: int, concurrency: int, rows_per_runner: int) -> int:
     """How many runners to announce for a job's pending rows.
 
-    A runner tests up to rows_per_runner rows one after another, so a big job costs a tenth
-    of the messages; a small one still gets a runner per worker thread.
+    A runner tests up to rows_per_runner rows one after another, so a big job needs that many
+    times fewer messages; a small one still gets a runner per worker thread.
     """
     return min(pending, max(concurrency, -(-pending // rows_per_runner)))
 
