@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from app.devserver import free_port, redis_server_binary, wait_for_port
+from app.devserver import free_port, redis_server_binary
+from tests.servers.loopback import serving
 
 
 @contextmanager
 def private_redis(workdir: Path) -> Iterator[str]:
     port = free_port()
-    process = subprocess.Popen(
-        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, process, "redis-server")
+    with serving([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                  "--appendonly", "no", "--dir", str(workdir)], port, "redis-server"):
         yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)

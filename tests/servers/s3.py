@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from moto.server import ThreadedMotoServer
 
-from app.devserver import free_port, wait_for_port
+from app.devserver import free_port
+from tests.servers.loopback import serving
 
 
 @contextmanager
@@ -28,12 +28,6 @@ def moto_s3_process() -> Iterator[str]:
     """moto in a process of its own: it keeps every object in memory, which must not count
     as the measuring process's own."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
-                               "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, server, "moto")
+    with serving([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                 port, "moto"):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
