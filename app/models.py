@@ -35,13 +35,20 @@ class JobStatus(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+# A job in one of these states is over: isCompleted is true and nothing changes it any more.
+TERMINAL_JOB_STATES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 class RowState(StrEnum):
-    PENDING = "pending"
-    TESTING = "testing"
+    PENDING = "pending"  # ready for any runner
+    TESTING = "testing"  # claimed; lease_expires_at says until when it belongs to its worker
+    WAITING = "waiting"  # set aside until wait_until: a busy host or a transient-failure retry
     DONE = "done"
     INVALID = "invalid"
+    CANCELLED = "cancelled"  # never tested: its job was cancelled first
 
 
 class Team(Base):
@@ -50,6 +57,10 @@ class Team(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    # Webhooks: the default callback URL of the team's jobs, and the HMAC secret that signs
+    # deliveries (a CredentialCipher token, never plain text).
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    webhook_secret: Mapped[str | None] = mapped_column(Text)
 
 
 class ApiKey(Base):
@@ -100,6 +111,9 @@ class EmailAccount(Base):
     signature: Mapped[str | None] = mapped_column(Text)
     tags: Mapped[list[str] | None] = mapped_column(JSON)
 
+    # Bumped by every change of a connection setting or credential: a test result is written
+    # only over the settings version it tested.
+    settings_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     status: Mapped[int] = mapped_column(SmallInteger, default=0)
     smtp_result: Mapped[str | None] = mapped_column(String(16))
     smtp_error_code: Mapped[str | None] = mapped_column(String(64))
@@ -114,19 +128,37 @@ class EmailAccount(Base):
 
 class ConnectJob(Base):
     __tablename__ = "connect_jobs"
-    __table_args__ = (Index("ix_connect_jobs_status", "status"),)
+    __table_args__ = (
+        Index("ix_connect_jobs_status", "status"),
+        # A team's jobs, newest first.
+        Index("ix_connect_jobs_team_created", "team_id", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the public requestId
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
+    # connect (a submitted batch), reconnect (stored accounts), retry (a job's failed rows)
+    kind: Mapped[str] = mapped_column(String(16), default="connect", server_default="connect")
+    retry_of: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16))
     total: Mapped[int] = mapped_column(Integer)
     processed: Mapped[int] = mapped_column(Integer, default=0)
     succeeded: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
     invalid: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     ignored_columns: Mapped[list[str] | None] = mapped_column(JSON)
     report_key: Mapped[str | None] = mapped_column(String(400))
+    failed_rows_key: Mapped[str | None] = mapped_column(String(400))
+    # Set when retention deleted the report files: the status then says they expired.
+    files_expired_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     error: Mapped[str | None] = mapped_column(Text)
+    cancel_requested_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    # pending, delivered or failed; attempts and the last error are kept for the status.
+    webhook_state: Mapped[str | None] = mapped_column(String(16))
+    webhook_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    webhook_error: Mapped[str | None] = mapped_column(Text)
+    webhook_delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
@@ -139,6 +171,7 @@ class ConnectJobRow(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "row_no", name="uq_connect_job_rows_job_row"),
         Index("ix_connect_job_rows_state_lease", "state", "lease_expires_at"),
+        Index("ix_connect_job_rows_state_wait", "state", "wait_until"),
         # A job's runners take its next pending row in request order.
         Index("ix_connect_job_rows_job_state_row", "job_id", "state", "row_no"),
     )
@@ -148,12 +181,19 @@ class ConnectJobRow(Base):
     row_no: Mapped[int] = mapped_column(Integer)  # 1-based position in the request
     state: Mapped[str] = mapped_column(String(16))
     email: Mapped[str | None] = mapped_column(String(320))
+    # A connect row carries its settings and credentials; a re-test row (reconnect, retry)
+    # carries neither, only account_id, and tests the account as it is when its probe starts.
     settings: Mapped[dict | None] = mapped_column(JSON)  # normalised, never a password
     credentials: Mapped[str | None] = mapped_column(Text)  # cleared once the row is done
+    # An invalid row's fields as submitted (canonical names, passwords left out), for the
+    # failed-rows file a user fixes and resubmits.
+    source: Mapped[dict | None] = mapped_column(JSON)
     error_code: Mapped[str | None] = mapped_column(String(64))
     field_errors: Mapped[list | None] = mapped_column(JSON)
-    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())  # testing only
+    wait_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())  # waiting only
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # tests tried (retries included)
+    claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # times taken
 
     account_id: Mapped[int | None] = mapped_column(BigInteger)
     account_status: Mapped[int | None] = mapped_column(SmallInteger)
@@ -165,3 +205,28 @@ class ConnectJobRow(Base):
     imap_error: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[int | None] = mapped_column(Integer)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class JobErrorCount(Base):
+    """Failed rows per error code, kept by the result writes so a poll never scans rows."""
+
+    __tablename__ = "job_error_counts"
+
+    job_id: Mapped[str] = mapped_column(
+        ForeignKey("connect_jobs.id", ondelete="CASCADE"), primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class IdempotencyKey(Base):
+    """A bulk request's Idempotency-Key: the same key and body get the same job for 24 hours."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("team_id", "key", name="uq_idempotency_keys_team_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[str] = mapped_column(ForeignKey("connect_jobs.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)

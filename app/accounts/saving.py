@@ -80,7 +80,10 @@ def _upsert(dialect: str, updated: tuple[str, ...]) -> Insert:
     # Built once per dialect and column set (a handful of them), so running it skips
     # SQLAlchemy's statement construction and cache-key work: this runs once per tested row.
     insert = _INSERTS[dialect](_accounts)
+    # A connect stores the settings it tested: a new version, so that a re-test of the older
+    # settings that is still running cannot write its result over this one.
     return insert.on_conflict_do_update(
         index_elements=["team_id", "email"],
-        set_={name: insert.excluded[name] for name in updated},
+        set_={**{name: insert.excluded[name] for name in updated},
+              "settings_version": _accounts.c.settings_version + 1},
     ).returning(_accounts.c.id)

@@ -13,10 +13,9 @@ from app.clock import Clock
 from app.credentials import CredentialCipher
 from app.db import Database
 from app.importing.rows import AccountInput, endpoint_from_settings
-from app.jobs.runner import AccountProber
 from app.models import EmailAccount
 from app.probe.hints import hint_for
-from app.probe.model import AccountProbe, ProtocolResult
+from app.probe.model import AccountProbe, AccountProber, ProtocolResult
 
 
 @dataclass(frozen=True)

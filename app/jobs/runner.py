@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 import random
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import and_, bindparam, or_, select, update
 
@@ -23,16 +23,12 @@ from app.importing.rows import endpoint_from_settings
 from app.jobs.hostgate import HostGate
 from app.models import ConnectJob, ConnectJobRow, JobStatus, RowState
 from app.probe import TRANSIENT_CODES
-from app.probe.model import AccountProbe, Endpoint, ErrorCode, ProtocolResult
+from app.probe.model import AccountProbe, AccountProber, ErrorCode, ProtocolResult
 
 log = logging.getLogger(__name__)
 
 rows = ConnectJobRow.__table__
 jobs = ConnectJob.__table__
-
-
-class AccountProber(Protocol):
-    def probe_sync(self, smtp: Endpoint | None, imap: Endpoint | None) -> AccountProbe: ...
 
 
 @dataclass(frozen=True)

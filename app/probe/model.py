@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, Protocol
 
 from app.credentials import Secret
 
@@ -107,3 +107,9 @@ class ProbeSettings:
     allow_networks: tuple[IPNetwork, ...] = field(default=())
     extra_ca_file: str | None = None
     local_hostname: str = "mailconnect.localdomain"
+
+
+class AccountProber(Protocol):
+    """Tests one account's SMTP and IMAP logins side by side; never raises."""
+
+    def probe_sync(self, smtp: Endpoint | None, imap: Endpoint | None) -> AccountProbe: ...
