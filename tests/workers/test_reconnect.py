@@ -3,7 +3,9 @@
 import pytest
 
 from app.accounts.service import connect_account
+from app.accounts.slots import HostSlots
 from app.importing.rows import validate_row
+from app.jobs.hostgate import OpenGate
 from app.teams import create_api_key
 from tests.conftest import USERS
 from tests.factories import bulk_row
@@ -19,7 +21,7 @@ def stored(api, team_id, server, email, password):
                    maxEmailPerDay=25)
     s = api.services
     return connect_account(s.db, s.cipher, s.clock, s.prober, team_id,
-                           validate_row(row)).account_id
+                           validate_row(row), slots=HostSlots(OpenGate(), 1)).account_id
 
 
 def test_reconnect_retests_with_stored_credentials(api, env, tmp_path, mail_server):

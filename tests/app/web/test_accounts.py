@@ -4,7 +4,9 @@ import pytest
 from sqlalchemy import select
 
 from app.accounts.service import connect_account
+from app.accounts.slots import HostSlots
 from app.importing.rows import validate_row
+from app.jobs.hostgate import OpenGate
 from app.models import EmailAccount
 from app.probe import Prober
 from app.teams import create_api_key
@@ -31,7 +33,8 @@ def mailbox(server, email, password=None, **overrides):
 
 def saved(real_services, team_id, row):
     return connect_account(real_services.db, real_services.cipher, real_services.clock,
-                           real_services.prober, team_id, validate_row(row)).account_id
+                           real_services.prober, team_id, validate_row(row),
+                           slots=HostSlots(OpenGate(), 1)).account_id
 
 
 @pytest.fixture
