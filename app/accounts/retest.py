@@ -56,7 +56,8 @@ _TARGET = select(
 
 _WRITE_RESULT = (
     update(accounts)
-    .where(accounts.c.id == bindparam("account_id"), accounts.c.team_id == bindparam("team_id"),
+    # "of_team": in an UPDATE, a bind named after a column of its table is reserved.
+    .where(accounts.c.id == bindparam("account_id"), accounts.c.team_id == bindparam("of_team"),
            accounts.c.settings_version == bindparam("version"))
     .values(**{name: bindparam(name) for name in RESULT_COLUMNS})
 )
@@ -80,7 +81,7 @@ def write_retest_result(connection: Connection, target: RetestTarget, probe: Acc
     """Store a re-test's result on the account; False when the account was deleted or its
     settings changed since the probe started (then the result is not the account's)."""
     return bool(connection.execute(_WRITE_RESULT, {
-        "account_id": target.account_id, "team_id": target.team_id, "version": target.version,
+        "account_id": target.account_id, "of_team": target.team_id, "version": target.version,
         **result_columns(probe, now),
     }).rowcount)
 
