@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import redis
+
 from app.accounts.detect import DnsMxResolver, MxResolver
 from app.clock import Clock, SystemClock
 from app.config import Settings
 from app.credentials import CredentialCipher
 from app.db import Database
+from app.jobs.hostgate import HostGate, RedisHostGate
 from app.probe import Prober
 from app.storage import ReportStore, S3ReportStore
 
@@ -21,13 +24,27 @@ class Services:
     cipher: CredentialCipher
     store: ReportStore
     prober: Prober
+    # The per-host caps on concurrent probes, shared by job runners and single-account calls.
+    gate: HostGate
     clock: Clock = field(default_factory=SystemClock)
     # One resolver (and so one MX cache) per request or job: answers must not go stale.
     mx_resolvers: Callable[[], MxResolver] = DnsMxResolver
 
 
+def build_host_gate(settings: Settings) -> RedisHostGate:
+    """The one way the gate is built, so web requests and workers keep the same caps."""
+    return RedisHostGate(
+        redis.Redis.from_url(settings.redis_url),
+        max_per_host=settings.probe_max_per_host,
+        host_limits=settings.host_limits,
+        # A slot is held for one probe: both protocols run side by side.
+        lease_seconds=settings.probe_timeout_seconds + 10,
+        min_interval_ms=settings.probe_min_connect_interval_ms,
+    )
+
+
 def build_services(settings: Settings, store: ReportStore | None = None,
-                   clock: Clock | None = None) -> Services:
+                   clock: Clock | None = None, gate: HostGate | None = None) -> Services:
     return Services(
         settings=settings,
         db=Database(settings.sqlalchemy_url),
@@ -42,5 +59,6 @@ def build_services(settings: Settings, store: ReportStore | None = None,
                                if settings.aws_secret_access_key else None),
         ),
         prober=Prober(settings.probe_settings()),
+        gate=gate or build_host_gate(settings),
         clock=clock or SystemClock(),
     )

@@ -5,12 +5,10 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-import redis
 from celery import current_app
 from celery.signals import worker_process_init
 
 from app.config import load_settings
-from app.jobs.hostgate import RedisHostGate
 from app.jobs.runner import RetryPolicy, RowProcessor
 from app.services import Services, build_services
 from workers.queue import CeleryJobQueue
@@ -42,14 +40,7 @@ def runtime() -> Runtime:
                         clock=services.clock,
                         cipher=services.cipher,
                         prober=services.prober,
-                        gate=RedisHostGate(
-                            redis.Redis.from_url(settings.redis_url),
-                            max_per_host=settings.probe_max_per_host,
-                            host_limits=settings.host_limits,
-                            # A slot is held for one probe: both protocols run side by side.
-                            lease_seconds=settings.probe_timeout_seconds + 10,
-                            min_interval_ms=settings.probe_min_connect_interval_ms,
-                        ),
+                        gate=services.gate,
                         policy=RetryPolicy(
                             attempts=settings.probe_retry_attempts,
                             backoff_seconds=settings.probe_retry_backoff_seconds,

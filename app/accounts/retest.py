@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, exists, select, update
 
-from app.accounts.service import stored_settings
+from app.accounts.saving import RESULT_COLUMNS, result_columns
+from app.credentials import CredentialCipher, CredentialError
+from app.importing.rows import endpoint_from_settings
 from app.models import EmailAccount
-from app.probe.model import AccountProbe
+from app.probe.model import AccountProbe, Endpoint, ErrorCode, ProtocolResult
 
 accounts = EmailAccount.__table__
 
@@ -29,6 +32,17 @@ class RetestTarget:
     version: int
     settings: dict[str, Any]  # the shape job rows carry (stored_settings)
     credentials: str  # the CredentialCipher token of both passwords
+
+    @property
+    def hosts(self) -> list[str]:
+        """The servers a test of this account contacts."""
+        return [self.settings[p]["host"] for p in ("smtp", "imap") if self.settings.get(p)]
+
+
+class RetestWrite(StrEnum):
+    LANDED = "landed"  # the account's stored result is this test's
+    CHANGED = "changed"  # its settings changed during the test; the newer ones' result stays
+    DELETED = "deleted"  # the account was deleted during the test, and stays deleted
 
 
 _TARGET = select(
@@ -42,12 +56,13 @@ _TARGET = select(
 
 _WRITE_RESULT = (
     update(accounts)
-    .where(accounts.c.id == bindparam("account_id"), accounts.c.team_id == bindparam("team_id"),
+    # "of_team": in an UPDATE, a bind named after a column of its table is reserved.
+    .where(accounts.c.id == bindparam("account_id"), accounts.c.team_id == bindparam("of_team"),
            accounts.c.settings_version == bindparam("version"))
-    .values(**{name: bindparam(name) for name in (
-        "status", "smtp_result", "smtp_error_code", "smtp_error", "imap_result",
-        "imap_error_code", "imap_error", "last_tested_at")})
+    .values(**{name: bindparam(name) for name in RESULT_COLUMNS})
 )
+_EXISTS = select(exists().where(accounts.c.id == bindparam("account_id"),
+                                accounts.c.team_id == bindparam("team_id")))
 
 
 def load_retest_target(connection: Connection, team_id: int, account_id: int
@@ -66,10 +81,57 @@ def write_retest_result(connection: Connection, target: RetestTarget, probe: Acc
     """Store a re-test's result on the account; False when the account was deleted or its
     settings changed since the probe started (then the result is not the account's)."""
     return bool(connection.execute(_WRITE_RESULT, {
-        "account_id": target.account_id, "team_id": target.team_id, "version": target.version,
-        "status": 1 if probe.verified else 0,
-        "smtp_result": probe.smtp.outcome, "smtp_error_code": probe.smtp.error_code,
-        "smtp_error": probe.smtp.error, "imap_result": probe.imap.outcome,
-        "imap_error_code": probe.imap.error_code, "imap_error": probe.imap.error,
-        "last_tested_at": now,
+        "account_id": target.account_id, "of_team": target.team_id, "version": target.version,
+        **result_columns(probe, now),
     }).rowcount)
+
+
+def store_retest_result(connection: Connection, target: RetestTarget, probe: AccountProbe,
+                        now: dt.datetime) -> RetestWrite:
+    """write_retest_result, and when it did not land, why: the caller tells a deleted account
+    (404, account_deleted) from one that was changed meanwhile."""
+    if write_retest_result(connection, target, probe, now):
+        return RetestWrite.LANDED
+    params = {"account_id": target.account_id, "team_id": target.team_id}
+    return RetestWrite.CHANGED if connection.scalar(_EXISTS, params) else RetestWrite.DELETED
+
+
+def retest_endpoints(target: RetestTarget, cipher: CredentialCipher
+                     ) -> tuple[Endpoint | None, Endpoint | None]:
+    """The SMTP and IMAP endpoints to test, with the stored passwords; CredentialError when
+    the token cannot be opened (a key was removed from CREDENTIALS_KEYS)."""
+    secrets = cipher.decrypt(target.credentials)
+    smtp, imap = (
+        endpoint_from_settings(target.settings[p], secrets[p]) if target.settings.get(p)
+        else None
+        for p in ("smtp", "imap"))
+    return smtp, imap
+
+
+def undecryptable(exc: CredentialError) -> AccountProbe:
+    """The result of an account whose stored passwords cannot be opened: it cannot be tested,
+    and that is its verdict (as a job row's is)."""
+    failure = ProtocolResult("failed", ErrorCode.INTERNAL_ERROR, str(exc))
+    return AccountProbe(smtp=failure, imap=failure, duration_ms=0)
+
+
+def stored_settings(account: Any) -> dict[str, Any]:
+    """An account's settings in the shape job rows carry, so one save path serves both
+    (an EmailAccount or a row with its columns)."""
+    imap = None
+    if not account.smtp_only:
+        imap = {"email": account.imap_email, "username": account.imap_username,
+                "host": account.imap_host, "port": account.imap_port,
+                "encryption": account.imap_encryption}
+    return {
+        "email": account.email,
+        "provider": account.provider,
+        "fromFirstName": account.from_first_name,
+        "fromLastName": account.from_last_name,
+        "fromName": account.from_name,
+        "smtp": {"email": account.smtp_email, "username": account.smtp_username,
+                 "host": account.smtp_host, "port": account.smtp_port,
+                 "encryption": account.smtp_encryption},
+        "imap": imap,
+        "sending": {},
+    }

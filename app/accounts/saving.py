@@ -38,8 +38,21 @@ def upsert_tested_account(
     now: dt.datetime,
 ) -> int:
     """Insert or update the team's account for this email; returns its id."""
+    values = {**settings_columns(settings, credentials), **result_columns(probe, now),
+              "updated_at": now}
+    # Settings the row left out keep their stored values on a re-import.
+    for name, value in (settings.get("sending") or {}).items():
+        values[SENDING_COLUMNS[name]] = value
+    statement = _upsert(connection.dialect.name, tuple(values))
+    return connection.execute(
+        statement, {"team_id": team_id, "email": settings["email"], "created_at": now, **values}
+    ).scalar_one()
+
+
+def settings_columns(settings: dict[str, Any], credentials: str) -> dict[str, Any]:
+    """The columns that say what is tested: connection settings and the credentials token."""
     smtp, imap = settings["smtp"], settings.get("imap")
-    values: dict[str, Any] = {
+    return {
         "provider": settings["provider"],
         "from_first_name": settings.get("fromFirstName"),
         "from_last_name": settings.get("fromLastName"),
@@ -56,6 +69,19 @@ def upsert_tested_account(
         "imap_encryption": imap and imap["encryption"],
         "credentials": credentials,
         "smtp_only": imap is None,
+    }
+
+
+RESULT_COLUMNS = ("status", "smtp_result", "smtp_error_code", "smtp_error", "imap_result",
+                  "imap_error_code", "imap_error", "last_tested_at")
+# An account whose settings changed and have not been tested yet: no result at all, so nobody
+# reads the old settings' verdict as the new ones'.
+UNTESTED = {**dict.fromkeys(RESULT_COLUMNS), "status": 0}
+
+
+def result_columns(probe: AccountProbe, now: dt.datetime) -> dict[str, Any]:
+    """The columns a test writes: the account's status and each protocol's verdict."""
+    return {
         "status": 1 if probe.verified else 0,
         "smtp_result": probe.smtp.outcome,
         "smtp_error_code": probe.smtp.error_code,
@@ -64,15 +90,7 @@ def upsert_tested_account(
         "imap_error_code": probe.imap.error_code,
         "imap_error": probe.imap.error,
         "last_tested_at": now,
-        "updated_at": now,
     }
-    # Settings the row left out keep their stored values on a re-import.
-    for name, value in (settings.get("sending") or {}).items():
-        values[SENDING_COLUMNS[name]] = value
-    statement = _upsert(connection.dialect.name, tuple(values))
-    return connection.execute(
-        statement, {"team_id": team_id, "email": settings["email"], "created_at": now, **values}
-    ).scalar_one()
 
 
 @functools.cache

@@ -6,16 +6,32 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, delete, func, or_, select
+from sqlalchemy import Select, delete, func, or_, select, update
 
-from app.accounts.saving import SENDING_COLUMNS, upsert_tested_account
+from app.accounts.retest import (
+    RetestTarget,
+    RetestWrite,
+    load_retest_target,
+    retest_endpoints,
+    store_retest_result,
+    undecryptable,
+)
+from app.accounts.saving import (
+    SENDING_COLUMNS,
+    UNTESTED,
+    settings_columns,
+    upsert_tested_account,
+)
+from app.accounts.slots import HostSlots
 from app.clock import Clock
-from app.credentials import CredentialCipher
+from app.credentials import CredentialCipher, CredentialError
 from app.db import Database
-from app.importing.rows import AccountInput, endpoint_from_settings
+from app.importing.rows import SENDING_FIELDS, AccountInput, FieldError, validate_row
 from app.models import EmailAccount
 from app.probe.hints import hint_for
 from app.probe.model import AccountProbe, AccountProber, ProtocolResult
+
+accounts = EmailAccount.__table__
 
 
 @dataclass(frozen=True)
@@ -24,12 +40,34 @@ class ConnectResult:
     email: str
     provider: str
     probe: AccountProbe
+    # A re-test's result lands only over the settings it tested (see app.accounts.retest).
+    written: RetestWrite = RetestWrite.LANDED
+
+    @property
+    def stale(self) -> bool:
+        """The account's settings changed while this test ran: its stored result is the
+        newer settings' (or none yet), not this one."""
+        return self.written == RetestWrite.CHANGED
+
+
+class InvalidChange(ValueError):
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+        self.errors = errors
+
+
+class ChangedConcurrently(Exception):
+    """Other changes kept landing between reading the account and writing this one."""
 
 
 def connect_account(db: Database, cipher: CredentialCipher, clock: Clock, prober: AccountProber,
-                    team_id: int, account: AccountInput, dry_run: bool = False) -> ConnectResult:
-    """Test now and save whatever the result (unless it is a dry run)."""
-    probe = prober.probe_sync(account.smtp, account.imap)
+                    team_id: int, account: AccountInput, dry_run: bool = False, *,
+                    slots: HostSlots) -> ConnectResult:
+    """Test now and save whatever the result (unless it is a dry run).
+
+    A new submission of settings: they are saved with their result, as a new settings version.
+    """
+    probe = slots.probe(prober, account.smtp, account.imap)
     account_id = None
     if not dry_run:
         with db.core_transaction() as connection:
@@ -40,41 +78,141 @@ def connect_account(db: Database, cipher: CredentialCipher, clock: Clock, prober
 
 
 def retest_account(db: Database, cipher: CredentialCipher, clock: Clock, prober: AccountProber,
-                   team_id: int, account_id: int) -> ConnectResult | None:
-    with db.reading() as session:
-        account = session.scalar(_owned(team_id).where(EmailAccount.id == account_id))
-    if account is None:
+                   team_id: int, account_id: int, *, slots: HostSlots) -> ConnectResult | None:
+    """Test the account as it is and store only the result, over the settings it tested.
+
+    None when there is no such account. The result says whether it landed, or whether the
+    account was changed or deleted while it was tested (then nothing was written).
+    """
+    target = _target(db, team_id, account_id)
+    if target is None:
         return None
-    settings = stored_settings(account)
-    secrets = cipher.decrypt(account.credentials)
-    smtp = endpoint_from_settings(settings["smtp"], secrets["smtp"])
-    imap = endpoint_from_settings(settings["imap"], secrets["imap"]) if settings["imap"] else None
-    probe = prober.probe_sync(smtp, imap)
+    with slots.held(target.hosts):
+        # The wait for slots can be long: test the settings current when the probe starts.
+        current = _target(db, team_id, account_id)
+        if current is None:
+            return None
+        if current.hosts == target.hosts:
+            target = current
+        # Otherwise its hosts changed while we waited for these ones: test what we hold slots
+        # for; the version fence then keeps that result off the newer settings.
+        probe = _probe(target, cipher, prober)
     with db.core_transaction() as connection:
-        upsert_tested_account(connection, team_id, settings, account.credentials, probe,
-                              clock.now())
-    return ConnectResult(account.id, account.email, account.provider, probe)
+        written = store_retest_result(connection, target, probe, clock.now())
+    return ConnectResult(target.account_id, target.settings["email"],
+                         target.settings["provider"], probe, written)
 
 
-def stored_settings(account: EmailAccount) -> dict[str, Any]:
-    """An account's settings in the shape job rows carry, so one save path serves both."""
-    imap = None
-    if not account.smtp_only:
-        imap = {"email": account.imap_email, "username": account.imap_username,
-                "host": account.imap_host, "port": account.imap_port,
-                "encryption": account.imap_encryption}
-    return {
-        "email": account.email,
-        "provider": account.provider,
-        "fromFirstName": account.from_first_name,
-        "fromLastName": account.from_last_name,
-        "fromName": account.from_name,
-        "smtp": {"email": account.smtp_email, "username": account.smtp_username,
-                 "host": account.smtp_host, "port": account.smtp_port,
-                 "encryption": account.smtp_encryption},
-        "imap": imap,
-        "sending": {},
+@dataclass(frozen=True)
+class AccountUpdate:
+    account: EmailAccount | None  # as stored now; None if it was deleted during the test
+    tested: ConnectResult | None  # None when only sending settings changed
+
+
+# Each try re-reads and merges again; more than this many lost races in a row is a client
+# hammering one account, and it gets a 409 to retry.
+_UPDATE_TRIES = 3
+
+
+def update_account(db: Database, cipher: CredentialCipher, clock: Clock, prober: AccountProber,
+                   team_id: int, account_id: int, changes: dict[str, Any], *,
+                   slots: HostSlots) -> AccountUpdate | None:
+    """Apply a PATCH. None when there is no such account; InvalidChange names bad fields.
+
+    Sending settings change in place. Anything else is a new settings version: the new
+    settings and credentials are written in one transaction, over the version they were
+    merged with, and the account is marked untested (status 0, no results); then they are
+    tested and the result lands only if they are still the account's settings.
+    """
+    for _ in range(_UPDATE_TRIES):
+        account = get_account(db, team_id, account_id)
+        if account is None:
+            return None
+        checked = _merged(account, changes, cipher)
+        if all(name in SENDING_FIELDS for name in changes):
+            return AccountUpdate(update_sending(db, clock, team_id, account_id, checked.sending),
+                                 None)
+        # Slots first: a 503 host_busy then leaves the account as it was.
+        with slots.held([e.host for e in (checked.smtp, checked.imap) if e is not None]):
+            target = _write_settings(db, cipher, clock, team_id, account, checked)
+            if target is None:
+                continue  # changed or deleted since we read it: read and merge again
+            probe = prober.probe_sync(checked.smtp, checked.imap)
+        with db.core_transaction() as connection:
+            written = store_retest_result(connection, target, probe, clock.now())
+        tested = ConnectResult(account_id, checked.email, checked.provider, probe, written)
+        return AccountUpdate(get_account(db, team_id, account_id), tested)
+    raise ChangedConcurrently
+
+
+def _target(db: Database, team_id: int, account_id: int) -> RetestTarget | None:
+    with db.core_reading() as connection:
+        return load_retest_target(connection, team_id, account_id)
+
+
+def _probe(target: RetestTarget, cipher: CredentialCipher, prober: AccountProber
+           ) -> AccountProbe:
+    try:
+        smtp, imap = retest_endpoints(target, cipher)
+    except CredentialError as exc:
+        return undecryptable(exc)
+    return prober.probe_sync(smtp, imap)
+
+
+def _merged(account: EmailAccount, changes: dict[str, Any], cipher: CredentialCipher
+            ) -> AccountInput:
+    email = changes.get("smtpEmailAddress", account.email)
+    if str(email).strip().lower() != account.email:
+        raise InvalidChange([FieldError(
+            "smtpEmailAddress", "cannot be changed; connect the new address as a new account")])
+    checked = validate_row({**_stored_record(account, cipher), **changes})
+    if isinstance(checked, list):
+        raise InvalidChange(checked)
+    return checked
+
+
+def _stored_record(account: EmailAccount, cipher: CredentialCipher) -> dict[str, Any]:
+    """The account as a bulk row, passwords included, for a PATCH to be merged into."""
+    try:
+        secrets = {p: s.reveal() for p, s in cipher.decrypt(account.credentials).items()}
+    except CredentialError:
+        # Stored under a key that is gone: the PATCH must give the passwords again, and
+        # validation says so, naming the fields.
+        secrets = {}
+    record = {
+        "emailServiceProvider": account.provider, "fromFirstName": account.from_first_name,
+        "fromLastName": account.from_last_name, "fromName": account.from_name,
+        "smtpEmailAddress": account.email, "smtpUserName": account.smtp_username,
+        "smtpPassword": secrets.get("smtp"), "smtpHost": account.smtp_host,
+        "smtpPort": account.smtp_port, "smtpEncryption": account.smtp_encryption,
+        "smtpOnly": account.smtp_only,
     }
+    if not account.smtp_only:
+        record.update(imapEmailAddress=account.imap_email, imapUserName=account.imap_username,
+                      imapPassword=secrets.get("imap"), imapHost=account.imap_host,
+                      imapPort=account.imap_port, imapEncryption=account.imap_encryption)
+    return {k: v for k, v in record.items() if v is not None}
+
+
+def _write_settings(db: Database, cipher: CredentialCipher, clock: Clock, team_id: int,
+                    read: EmailAccount, checked: AccountInput) -> RetestTarget | None:
+    """Store new settings as the next version, only over the version they were merged with;
+    None when the account changed or went away since it was read."""
+    settings = checked.settings()
+    credentials = cipher.encrypt(checked.secrets())
+    version = read.settings_version + 1
+    with db.core_transaction() as connection:
+        written = connection.execute(
+            update(accounts)
+            .where(accounts.c.id == read.id, accounts.c.team_id == team_id,
+                   accounts.c.settings_version == read.settings_version)
+            .values(**settings_columns(settings, credentials), **UNTESTED,
+                    **{SENDING_COLUMNS[name]: v for name, v in checked.sending.items()},
+                    settings_version=version, updated_at=clock.now())
+        ).rowcount
+    if not written:
+        return None
+    return RetestTarget(read.id, team_id, version, settings, credentials)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.accounts.detect import MxResolver
-from app.accounts.service import stored_settings
 from app.clock import Clock
 from app.credentials import CredentialCipher
 from app.db import Database
@@ -78,31 +77,34 @@ def submit_job(
 
 def submit_reconnect(db: Database, clock: Clock, team_id: int, ids: Sequence[Any]
                      ) -> SubmittedJob:
-    """Re-test stored accounts as a job. Ids that are not the team's are invalid rows."""
+    """Re-test stored accounts as a job. Ids that are not the team's are invalid rows.
+
+    A row names its account and nothing more: no copy of its settings or credentials, which
+    the runner reads when it takes the row, so the test is of the account as it is then, and
+    its result never writes an old copy back.
+    """
     given = [_account_id(value) for value in ids]
     wanted = {i for i in given if i is not None}
     with db.reading() as session:
-        accounts = {
-            a.id: a for a in session.scalars(
-                select(EmailAccount).where(EmailAccount.team_id == team_id,
-                                           EmailAccount.id.in_(wanted)))
-        } if wanted else {}
+        emails = dict(session.execute(
+            select(EmailAccount.id, EmailAccount.email)
+            .where(EmailAccount.team_id == team_id, EmailAccount.id.in_(wanted))
+        ).tuples().all()) if wanted else {}
     job_id = new_job_id()
     rows: list[dict[str, Any]] = []
     seen: dict[int, int] = {}
     invalid = 0
     for row_no, account_id in enumerate(given, start=1):
         row: dict[str, Any] = {"job_id": job_id, "row_no": row_no, "attempts": 0}
-        account = accounts.get(account_id) if account_id is not None else None
-        if account is not None and account_id in seen:
-            row.update(state=RowState.INVALID, email=account.email,
+        email = emails.get(account_id) if account_id is not None else None
+        if email is not None and account_id in seen:
+            row.update(state=RowState.INVALID, email=email,
                        error_code=DUPLICATE_IN_REQUEST,
                        field_errors=[{"field": "id",
                                       "message": f"duplicates row {seen[account_id]}"}])
-        elif account is not None:
+        elif email is not None:
             seen[account_id] = row_no
-            row.update(state=RowState.PENDING, email=account.email,
-                       settings=stored_settings(account), credentials=account.credentials)
+            row.update(state=RowState.PENDING, email=email, account_id=account_id)
         else:
             row.update(state=RowState.INVALID, error_code=ACCOUNT_NOT_FOUND,
                        field_errors=[{"field": "id", "message": (
@@ -111,7 +113,7 @@ def submit_reconnect(db: Database, clock: Clock, team_id: int, ids: Sequence[Any
                            else "must be an account id (a positive whole number)")}])
         invalid += row["state"] == RowState.INVALID
         rows.append(row)
-    return _save_job(db, clock.now(), job_id, team_id, rows, invalid, ())
+    return _save_job(db, clock.now(), job_id, team_id, rows, invalid, (), kind="reconnect")
 
 
 def _account_id(value: Any) -> int | None:
@@ -121,11 +123,11 @@ def _account_id(value: Any) -> int | None:
 
 
 def _save_job(db: Database, now: dt.datetime, job_id: str, team_id: int,
-              rows: list[dict[str, Any]], invalid: int, ignored_columns: Sequence[str]
-              ) -> SubmittedJob:
+              rows: list[dict[str, Any]], invalid: int, ignored_columns: Sequence[str],
+              kind: str = "connect") -> SubmittedJob:
     with db.transaction() as session:
         session.add(ConnectJob(
-            id=job_id, team_id=team_id, status=JobStatus.QUEUED, total=len(rows),
+            id=job_id, team_id=team_id, kind=kind, status=JobStatus.QUEUED, total=len(rows),
             processed=invalid, succeeded=0, failed=0, invalid=invalid,
             ignored_columns=sorted(ignored_columns) or None,
             created_at=now, last_progress_at=now,
@@ -136,7 +138,7 @@ def _save_job(db: Database, now: dt.datetime, job_id: str, team_id: int,
 
 
 ROW_COLUMNS = ("job_id", "row_no", "attempts", "state", "email", "settings", "credentials",
-               "error_code", "field_errors")
+               "error_code", "field_errors", "account_id")
 JSON_COLUMNS = frozenset({"settings", "field_errors"})
 _COLUMN_LIST = f"{ConnectJobRow.__tablename__} ({', '.join(ROW_COLUMNS)})"
 # Only our own table and column names go into the text; every value is bound.

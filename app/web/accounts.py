@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, g, jsonify, request
 
+from app.accounts.retest import RetestWrite
 from app.accounts.service import (
+    ChangedConcurrently,
     ConnectResult,
+    InvalidChange,
     account_view,
     connect_account,
     delete_account,
@@ -13,10 +16,11 @@ from app.accounts.service import (
     list_accounts,
     protocol_view,
     retest_account,
-    update_sending,
+    update_account,
 )
+from app.accounts.slots import HostBusy, HostSlots
 from app.importing.aliases import canonical_record, flatten_single_connect
-from app.importing.rows import SENDING_FIELDS, FieldError, validate_row
+from app.importing.rows import FieldError, validate_row
 from app.services import Services
 from app.web.auth import require_team
 from app.web.errors import ApiError
@@ -36,6 +40,27 @@ def _account_ids_fit(_endpoint: str | None, values: dict | None) -> None:
 
 def _services() -> Services:
     return current_app.extensions["mailconnect"]
+
+
+def _slots() -> HostSlots:
+    """The job runners' per-host slots, waited for up to one probe deadline."""
+    s = _services()
+    queue = current_app.extensions["mailconnect.queue"]
+    return HostSlots(s.gate, s.settings.probe_timeout_seconds,
+                     on_woken=getattr(queue, "wake_rows", None))
+
+
+@blueprint.errorhandler(HostBusy)
+def _host_busy(exc: HostBusy):
+    response = jsonify({"message": f"host_busy: {exc}", "errorCode": "host_busy",
+                        "hosts": list(exc.hosts), "retryAfter": exc.retry_after})
+    response.status_code = 503
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+def _not_found(account_id: int) -> ApiError:
+    return ApiError(404, f"id: no account {account_id} for this team")
 
 
 def _json_object() -> dict:
@@ -85,7 +110,7 @@ def connect_one():
     if isinstance(checked, list):
         raise _invalid(checked)
     result = connect_account(s.db, s.cipher, s.clock, s.prober, g.team_id, checked,
-                             dry_run=dry_run)
+                             dry_run=dry_run, slots=_slots())
     message = ("Email account tested; nothing was saved." if dry_run
                else "Email account connected." if result.probe.verified
                else "Email account saved, but its connection failed.")
@@ -113,66 +138,74 @@ def index():
 def show(account_id: int):
     account = get_account(_services().db, g.team_id, account_id)
     if account is None:
-        raise ApiError(404, f"id: no account {account_id} for this team")
+        raise _not_found(account_id)
     return jsonify({"payload": account_view(account)})
 
 
 @blueprint.delete("/<int:account_id>")
 def destroy(account_id: int):
     if not delete_account(_services().db, g.team_id, account_id):
-        raise ApiError(404, f"id: no account {account_id} for this team")
+        raise _not_found(account_id)
     return jsonify({"message": "Email account deleted.", "payload": {"id": account_id}})
+
+
+_DELETED_DURING_TEST = "id: account {} was deleted while it was being tested"
+_STALE = ("The account's settings were changed while this test ran, so its stored result is "
+          "not from this test: it is the newer settings' (see GET /v1/email-accounts/{}).")
 
 
 @blueprint.post("/<int:account_id>/test")
 def test(account_id: int):
+    """Re-test the account as it is now, with its stored credentials, and store only the
+    result (never the settings: a change made meanwhile is kept).
+
+    404 when the account does not exist or was deleted during the test (it stays deleted).
+    When its settings changed during the test, the answer is this test's result with
+    `"stale": true`, and the stored result stays the newer settings'.
+    """
     s = _services()
-    result = retest_account(s.db, s.cipher, s.clock, s.prober, g.team_id, account_id)
+    result = retest_account(s.db, s.cipher, s.clock, s.prober, g.team_id, account_id,
+                            slots=_slots())
     if result is None:
-        raise ApiError(404, f"id: no account {account_id} for this team")
-    return connect_response(result, "Email account tested.")
+        raise _not_found(account_id)
+    if result.written == RetestWrite.DELETED:
+        raise ApiError(404, _DELETED_DURING_TEST.format(account_id))
+    message = _STALE.format(account_id) if result.stale else "Email account tested."
+    return connect_response(result, message, stale=result.stale)
 
 
 @blueprint.patch("/<int:account_id>")
 def change(account_id: int):
-    """Sending settings change in place; any connection setting re-tests the account."""
+    """Change an account; the email cannot change.
+
+    Sending settings change in place: no re-test, the result stays. Any other field (a
+    connection setting, a password, a name or the provider) makes new settings: they are
+    validated, then saved with the account marked untested (status 0, no per-protocol
+    results, lastTestedAt null: the old verdict was about the old settings), then tested,
+    and the result is stored if they are still the account's settings. If another change
+    landed during the test, the answer says `"stale": true` and shows the account as it is.
+    Two PATCHes that race both apply, in the order they are written; each merges into the
+    account as it is when it writes, so neither reverts the other's fields.
+    503 host_busy (nothing changed) when the new hosts have no free test slot.
+    """
     s = _services()
-    body = _json_object()
-    account = get_account(s.db, g.team_id, account_id)
-    if account is None:
-        raise ApiError(404, f"id: no account {account_id} for this team")
-    if "smtpEmailAddress" in body and str(body["smtpEmailAddress"]).lower() != account.email:
-        raise ApiError(422, "smtpEmailAddress: cannot be changed; connect the new address "
-                            "as a new account")
-    record = _stored_record(account, s)
-    record.update(body)
-    checked = validate_row(record)
-    if isinstance(checked, list):
-        raise _invalid(checked)
-    connection_changed = any(k not in SENDING_FIELDS for k in body)
-    if not connection_changed:
-        update_sending(s.db, s.clock, g.team_id, account_id, checked.sending)
+    try:
+        updated = update_account(s.db, s.cipher, s.clock, s.prober, g.team_id, account_id,
+                                 _json_object(), slots=_slots())
+    except InvalidChange as exc:
+        raise _invalid(exc.errors) from None
+    except ChangedConcurrently:
+        raise ApiError(409, f"id: account {account_id} kept changing while this change was "
+                            "written; send it again") from None
+    if updated is None or (updated.account is None and updated.tested is None):
+        raise _not_found(account_id)
+    if updated.tested is None:
         return jsonify({"message": "Email account updated.",
-                        "payload": account_view(get_account(s.db, g.team_id, account_id))})
-    connect_account(s.db, s.cipher, s.clock, s.prober, g.team_id, checked)
-    if checked.sending:
-        update_sending(s.db, s.clock, g.team_id, account_id, checked.sending)
-    return jsonify({"message": "Email account updated and re-tested.",
-                    "payload": account_view(get_account(s.db, g.team_id, account_id))})
-
-
-def _stored_record(account, services: Services) -> dict:
-    secrets = services.cipher.decrypt(account.credentials)
-    record = {
-        "emailServiceProvider": account.provider, "fromFirstName": account.from_first_name,
-        "fromLastName": account.from_last_name, "fromName": account.from_name,
-        "smtpEmailAddress": account.email, "smtpUserName": account.smtp_username,
-        "smtpPassword": secrets["smtp"].reveal(), "smtpHost": account.smtp_host,
-        "smtpPort": account.smtp_port, "smtpEncryption": account.smtp_encryption,
-        "smtpOnly": account.smtp_only,
-    }
-    if not account.smtp_only:
-        record.update(imapEmailAddress=account.imap_email, imapUserName=account.imap_username,
-                      imapPassword=secrets["imap"].reveal(), imapHost=account.imap_host,
-                      imapPort=account.imap_port, imapEncryption=account.imap_encryption)
-    return {k: v for k, v in record.items() if v is not None}
+                        "payload": account_view(updated.account)})
+    if updated.account is None or updated.tested.written == RetestWrite.DELETED:
+        raise ApiError(404, _DELETED_DURING_TEST.format(account_id))
+    stale = updated.tested.stale
+    message = ("Email account updated, but changed again while it was tested; it shows the "
+               "newer change." if stale else "Email account updated and re-tested.")
+    return jsonify({"message": message, "payload": {**account_view(updated.account),
+                                                    "stale": stale}})

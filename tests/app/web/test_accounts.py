@@ -4,7 +4,9 @@ import pytest
 from sqlalchemy import select
 
 from app.accounts.service import connect_account
+from app.accounts.slots import HostSlots
 from app.importing.rows import validate_row
+from app.jobs.hostgate import OpenGate
 from app.models import EmailAccount
 from app.probe import Prober
 from app.teams import create_api_key
@@ -31,7 +33,8 @@ def mailbox(server, email, password=None, **overrides):
 
 def saved(real_services, team_id, row):
     return connect_account(real_services.db, real_services.cipher, real_services.clock,
-                           real_services.prober, team_id, validate_row(row)).account_id
+                           real_services.prober, team_id, validate_row(row),
+                           slots=HostSlots(OpenGate(), 1)).account_id
 
 
 @pytest.fixture
@@ -201,3 +204,106 @@ def test_single_connect_validation_names_every_field(client, api_key, mail_serve
     response = client.post(f"{BASE}/smtp-imap/connect", json={**body, "test": "yes"},
                            headers=headers(api_key))
     assert response.status_code == 422 and response.json["message"].startswith("test:")
+
+
+@pytest.fixture
+def capped(real_services, env):
+    """A cap of 1 per host on the test's real Redis, and a 1 s probe deadline to wait out."""
+    import redis
+
+    from app.config import load_settings
+    from app.jobs.hostgate import RedisHostGate
+
+    client = redis.Redis.from_url(env["REDIS_URL"])
+    for key in client.scan_iter("mailconnect:host:*"):
+        client.delete(key)
+    real_services.gate = RedisHostGate(client, max_per_host=1, host_limits={},
+                                       lease_seconds=30)
+    real_services.settings = load_settings(**{**env, "PROBE_TIMEOUT_SECONDS": "1"})
+    return real_services.gate
+
+
+def test_single_account_calls_wait_for_the_hosts_slots(client, api_key, real_services, team,
+                                                       mail_server, capped):
+    account_id = saved(real_services, team, mailbox(mail_server, "alice@example.test"))
+    before = client.get(f"{BASE}/{account_id}", headers=headers(api_key)).json["payload"]
+    held = capped.acquire(["localhost"]).lease  # a job's runner testing another mailbox
+
+    calls = {
+        "connect": lambda: client.post(f"{BASE}/smtp-imap/connect",
+                                       json=single(mail_server, "dave@example.test"),
+                                       headers=headers(api_key)),
+        "dry run": lambda: client.post(f"{BASE}/smtp-imap/connect",
+                                       json=single(mail_server, "dave@example.test", test=True),
+                                       headers=headers(api_key)),
+        "test": lambda: client.post(f"{BASE}/{account_id}/test", headers=headers(api_key)),
+        "patch": lambda: client.patch(f"{BASE}/{account_id}", json={"smtpPassword": "x"},
+                                      headers=headers(api_key)),
+    }
+    for name, call in calls.items():
+        busy = call()
+        assert busy.status_code == 503, (name, busy.json)
+        assert busy.json["errorCode"] == "host_busy" and "localhost" in busy.json["message"]
+        assert int(busy.headers["Retry-After"]) >= 1
+    after = client.get(f"{BASE}/{account_id}", headers=headers(api_key)).json["payload"]
+    assert after == before, "a PATCH that found no slot changed nothing"
+    with real_services.db.reading() as session:
+        assert session.scalar(select(EmailAccount.id).where(
+            EmailAccount.email == "dave@example.test")) is None
+
+    capped.release(held)
+    for name, call in calls.items():
+        response = call()
+        assert response.status_code == 200, (name, response.json)
+        assert capped.in_use("localhost") == 0, f"{name} released its slot"
+
+
+class HeldProber:
+    """Holds the first probe until the test has changed the account, then passes it."""
+
+    def __init__(self, prober) -> None:
+        import threading
+
+        self.prober = prober
+        self.entered, self.go = threading.Event(), threading.Event()
+        self.held = False
+
+    def probe_sync(self, smtp, imap):
+        if not self.held:
+            self.held = True
+            self.entered.set()
+            assert self.go.wait(20)
+        return self.prober.probe_sync(smtp, imap)
+
+
+@pytest.mark.parametrize("meanwhile", ["delete", "patch"])
+def test_retest_answers_say_what_happened_meanwhile(client, api_key, real_services, team,
+                                                    mail_server, meanwhile):
+    from concurrent.futures import ThreadPoolExecutor
+
+    account_id = saved(real_services, team, mailbox(mail_server, "alice@example.test"))
+    held = real_services.prober = HeldProber(real_services.prober)
+    url = f"{BASE}/{account_id}"
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        test = pool.submit(lambda: client.post(f"{url}/test", headers=headers(api_key)))
+        assert held.entered.wait(20)
+        if meanwhile == "delete":
+            assert client.delete(url, headers=headers(api_key)).status_code == 200
+        else:
+            patched = client.patch(url, json={"smtpPassword": "wrong", "imapPassword": "wrong"},
+                                   headers=headers(api_key))
+            assert patched.status_code == 200 and patched.json["payload"]["stale"] is False
+        held.go.set()
+        answer = test.result(timeout=30)
+
+    if meanwhile == "delete":
+        assert answer.status_code == 404
+        assert answer.json["message"].startswith(f"id: account {account_id} was deleted")
+        assert client.get(url, headers=headers(api_key)).status_code == 404
+        return
+    assert answer.status_code == 200, answer.json
+    payload = answer.json["payload"]
+    assert payload["stale"] is True and payload["status"] == 1, "this test passed the old one"
+    assert "not from this test" in answer.json["message"]
+    stored = client.get(url, headers=headers(api_key)).json["payload"]
+    assert stored["status"] == 0 and stored["smtpConnection"]["errorCode"] == "auth_failed"

@@ -47,11 +47,14 @@ def test_single_connect_awkward_values_are_4xx_or_tested(client, api_key, quiet,
 
 def test_patch_awkward_values_are_4xx_or_applied(client, api_key, quiet):
     from app.accounts.service import connect_account
+    from app.accounts.slots import HostSlots
     from app.importing.rows import validate_row
+    from app.jobs.hostgate import OpenGate
 
     account_id = connect_account(quiet.db, quiet.cipher, quiet.clock, quiet.prober,
                                  team_for_key(quiet.db, api_key),
-                                 validate_row(bulk_row("p@example.com"))).account_id
+                                 validate_row(bulk_row("p@example.com")),
+                                 slots=HostSlots(OpenGate(), 1)).account_id
     for field in sorted(KNOWN_FIELDS - {"smtpEmailAddress"}):
         for value in AWKWARD:
             response = client.patch(f"/v1/email-accounts/{account_id}", json={field: value},
