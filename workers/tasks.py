@@ -12,7 +12,7 @@ from app.jobs.retention import apply_retention
 from app.jobs.runner import RowOutcome, runners_for
 from app.jobs.runner import start_job as start_job_rows
 from app.jobs.sweeper import sweep as sweep_jobs
-from app.jobs.webhooks import WebhookPolicy
+from app.jobs.webhooks import WebhookPolicy, owed_webhooks
 from app.jobs.webhooks import deliver_webhook as deliver_webhook_once
 from app.storage import StorageError
 from workers.factory import DELIVER_WEBHOOK, FINISH_JOB, PROBE_ROW, RUN_ROWS, START_JOB, SWEEP
@@ -82,8 +82,14 @@ def finish(self, job_id: str) -> None:
 def deliver_webhook(job_id: str) -> None:
     rt = runtime()
     s = rt.services
-    settings = s.settings
-    policy = WebhookPolicy(
+    delay = deliver_webhook_once(s.db, s.cipher, s.clock, s.store, _webhook_policy(rt), job_id)
+    if delay is not None:
+        rt.queue.deliver_webhook(job_id, delay)
+
+
+def _webhook_policy(rt: Runtime) -> WebhookPolicy:
+    settings = rt.services.settings
+    return WebhookPolicy(
         timeout_seconds=settings.webhook_timeout_seconds,
         max_attempts=settings.webhook_max_attempts,
         backoff_seconds=settings.webhook_backoff_seconds,
@@ -93,9 +99,6 @@ def deliver_webhook(job_id: str) -> None:
         url_ttl_seconds=settings.report_url_ttl_seconds,
         retention_days=settings.job_retention_days,
     )
-    delay = deliver_webhook_once(s.db, s.cipher, s.clock, s.store, policy, job_id)
-    if delay is not None:
-        rt.queue.deliver_webhook(job_id, delay)
 
 
 @shared_task(name=SWEEP, **TRANSIENT)
@@ -113,3 +116,5 @@ def sweep() -> None:
     for job_id in actions.jobs_to_finish:
         rt.queue.finish_job(job_id)
     apply_retention(s.db, s.clock, s.store, s.settings.job_retention_days)
+    for job_id in owed_webhooks(s.db, s.clock, _webhook_policy(rt)):
+        rt.queue.deliver_webhook(job_id)

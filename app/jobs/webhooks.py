@@ -9,6 +9,7 @@ are retried with exponential backoff; every attempt is recorded on the job.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import http.client
@@ -139,6 +140,26 @@ class WebhookPolicy:
 
     def delay(self, attempt: int) -> float:
         return min(self.backoff_max_seconds, self.backoff_seconds * 2 ** (attempt - 1))
+
+    @property
+    def patience_seconds(self) -> float:
+        """How long every attempt and backoff of one delivery can take: a webhook still owed
+        after that lost its message."""
+        backoffs = sum(self.delay(n) for n in range(1, self.max_attempts))
+        return backoffs + self.max_attempts * self.timeout_seconds * 3
+
+
+def owed_webhooks(db: Database, clock: Clock, policy: WebhookPolicy, limit: int = 100
+                  ) -> list[str]:
+    """Jobs whose webhook is still pending long after they ended (its message was lost), for
+    the sweeper to announce again. Attempts stay counted, so this never exceeds the limit."""
+    cutoff = clock.now() - dt.timedelta(seconds=policy.patience_seconds)
+    with db.reading() as session:
+        return list(session.scalars(
+            select(jobs.c.id)
+            .where(jobs.c.webhook_state == PENDING, jobs.c.completed_at < cutoff,
+                   jobs.c.webhook_attempts < policy.max_attempts)
+            .order_by(jobs.c.completed_at).limit(limit)))
 
 
 def deliver_webhook(db: Database, cipher: CredentialCipher, clock: Clock, store: ReportStore,

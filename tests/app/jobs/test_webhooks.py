@@ -184,3 +184,21 @@ def test_callback_url_checks(url, message):
     with pytest.raises(ValueError, match=message):
         check_callback_url(url)
     assert check_callback_url("https://hooks.example.com/a?b=c")
+
+
+def test_a_webhook_whose_message_was_lost_is_owed_after_its_whole_schedule(services, team_id):
+    from app.jobs.webhooks import owed_webhooks
+    from tests.app.jobs.test_runner import FakeClock
+
+    clock = FakeClock()
+    services.clock = clock
+    job_id = ended_job(services, team_id, "https://hooks.example.com/x")
+    policy = WebhookPolicy(max_attempts=3, backoff_seconds=10, timeout_seconds=5)
+    assert policy.patience_seconds == 10 + 20 + 3 * 5 * 3
+    clock.advance(policy.patience_seconds - 1)
+    assert owed_webhooks(services.db, clock, policy) == []
+    clock.advance(2)
+    assert owed_webhooks(services.db, clock, policy) == [job_id]
+    with services.db.transaction() as session:
+        session.get(ConnectJob, job_id).webhook_attempts = 3
+    assert owed_webhooks(services.db, clock, policy) == [], "given up: not announced again"
