@@ -126,12 +126,7 @@ def status_payload(view: JobView, store: ReportStore, clock: Clock, url_ttl_seco
         "retryOf": view.retry_of,
         "status": view.status,
         "isCompleted": view.is_completed,
-        "total": view.total,
-        "processed": view.processed,
-        "succeeded": view.succeeded,
-        "failed": view.failed,
-        "invalid": view.invalid,
-        "cancelled": view.cancelled,
+        **counters(view),
         "progress": view.progress,
         "etaSeconds": view.eta_seconds(now),
         "errorsByCode": view.errors_by_code or {},
@@ -154,6 +149,18 @@ def status_payload(view: JobView, store: ReportStore, clock: Clock, url_ttl_seco
             "deliveredAt": iso(view.webhook_delivered_at),
         },
     }
+
+
+def counters(view: JobView) -> dict[str, int]:
+    return {"total": view.total, "processed": view.processed, "succeeded": view.succeeded,
+            "failed": view.failed, "invalid": view.invalid, "cancelled": view.cancelled}
+
+
+def job_summary(view: JobView) -> dict[str, Any]:
+    """A job as the list of a team's jobs shows it."""
+    return {"requestId": view.job_id, "kind": view.kind, "status": view.status,
+            "isCompleted": view.is_completed, **counters(view),
+            "createdAt": iso(view.created_at), "completedAt": iso(view.completed_at)}
 
 
 def iso(value: dt.datetime | None) -> str | None:

@@ -26,7 +26,7 @@ from app.jobs.idempotency import (
     request_hash,
 )
 from app.jobs.intake import JobOptions, SubmittedJob, submit_job, submit_reconnect
-from app.jobs.status import JobView, iso, job_view, status_payload
+from app.jobs.status import JobView, job_summary, job_view, status_payload
 from app.jobs.webhooks import check_callback_url
 from app.probe.model import ErrorCode
 from app.services import Services
@@ -271,20 +271,7 @@ def jobs():
     limit = _int_arg("limit", 20, 1, 100)
     found = list_jobs(services.db, g.team_id, page, limit)
     return jsonify({"payload": {
-        "jobs": [{
-            "requestId": view.job_id,
-            "kind": view.kind,
-            "status": view.status,
-            "isCompleted": view.is_completed,
-            "total": view.total,
-            "processed": view.processed,
-            "succeeded": view.succeeded,
-            "failed": view.failed,
-            "invalid": view.invalid,
-            "cancelled": view.cancelled,
-            "createdAt": iso(view.created_at),
-            "completedAt": iso(view.completed_at),
-        } for view in found.jobs],
+        "jobs": [job_summary(view) for view in found.jobs],
         "page": page,
         "limit": limit,
         "total": found.total,
