@@ -49,6 +49,58 @@ def api_key_create(team: str) -> None:
     click.echo(issued.key)
 
 
+@main.group("webhook-url")
+def webhook_url() -> None:
+    """A team's default webhook URL (a job's callbackUrl overrides it)."""
+
+
+@webhook_url.command("set")
+@click.option("--team", required=True, help="Team name.")
+@click.argument("url")
+def webhook_url_set(team: str, url: str) -> None:
+    """Send TEAM's job webhooks to URL; an empty URL ("") removes the default."""
+    from app.db import Database
+    from app.jobs.webhooks import check_callback_url
+    from app.teams import set_callback_url
+
+    if url:
+        try:
+            check_callback_url(url)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="URL") from None
+    db = Database(_settings().sqlalchemy_url)
+    set_callback_url(db, _team_id(db, team), url or None)
+    click.echo(f"team {team}: webhook URL {'set' if url else 'removed'}")
+
+
+@main.group("webhook-secret")
+def webhook_secret() -> None:
+    """The secret that signs a team's webhooks."""
+
+
+@webhook_secret.command("show")
+@click.option("--team", required=True, help="Team name.")
+def webhook_secret_show(team: str) -> None:
+    """Print TEAM's signing secret (created on first use) as the last line of stdout."""
+    from app.db import Database
+    from app.teams import webhook_secret as team_secret
+
+    settings = _settings()
+    db = Database(settings.sqlalchemy_url)
+    secret = team_secret(db, settings.credential_cipher(), _team_id(db, team))
+    click.echo(f"team: {team}")
+    click.echo(secret.reveal())
+
+
+def _team_id(db, team: str) -> int:
+    from app.teams import UnknownTeam, team_id_by_name
+
+    try:
+        return team_id_by_name(db, team)
+    except UnknownTeam:
+        raise click.ClickException(f"no team named {team!r}") from None
+
+
 @main.command()
 @click.option("--port", type=int, default=None, help="API port (default: $PORT or 8000).")
 def dev(port: int | None) -> None:

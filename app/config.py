@@ -69,6 +69,14 @@ class Settings(BaseSettings):
     row_lease_seconds: int | None = Field(default=None, ge=1, alias="ROW_LEASE_SECONDS")
     job_stall_seconds: int = Field(default=300, ge=1, alias="JOB_STALL_SECONDS")
     sweep_interval_seconds: float = Field(default=30.0, gt=0, alias="SWEEP_INTERVAL_SECONDS")
+    job_retention_days: float = Field(default=7, gt=0, alias="JOB_RETENTION_DAYS")
+
+    # Webhooks: each try's timeout, how many tries, and the first backoff (doubled per try).
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60,
+                                           alias="WEBHOOK_TIMEOUT_SECONDS")
+    webhook_max_attempts: int = Field(default=5, ge=1, le=20, alias="WEBHOOK_MAX_ATTEMPTS")
+    webhook_backoff_seconds: float = Field(default=10.0, ge=0, le=600,
+                                           alias="WEBHOOK_BACKOFF_SECONDS")
 
     port: int = Field(default=8000, ge=1, le=65535, alias="PORT")
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")

@@ -31,6 +31,10 @@ class ReportStore(Protocol):
 
     def download_url(self, key: str, expires_in: int) -> str: ...
 
+    def delete(self, key: str) -> None:
+        """Remove the object; a key that is already gone is not an error."""
+        ...
+
 
 class S3ReportStore:
     def __init__(
@@ -93,3 +97,13 @@ class S3ReportStore:
             )
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"cannot sign a link to {key}: {exc}") from exc
+
+    def delete(self, key: str) -> None:
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NoSuchBucket"):
+                return
+            raise StorageError(f"delete of {key} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"delete of {key} failed: {exc}") from exc

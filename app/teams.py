@@ -9,9 +9,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, update
 
 from app.clock import Clock
+from app.credentials import CredentialCipher, Secret
 from app.db import Database
 from app.models import ApiKey, Team
 
@@ -82,3 +83,41 @@ class KeyCache:
                     self._teams.clear()
                 self._teams[digest] = (team_id, now + self._ttl)
         return team_id
+
+
+class UnknownTeam(LookupError):
+    pass
+
+
+def team_id_by_name(db: Database, team_name: str) -> int:
+    with db.reading() as session:
+        team_id = session.scalar(select(Team.id).where(Team.name == team_name))
+    if team_id is None:
+        raise UnknownTeam(team_name)
+    return team_id
+
+
+def set_callback_url(db: Database, team_id: int, url: str | None) -> None:
+    """The team's default webhook URL (None: no default); check it with check_callback_url."""
+    with db.transaction() as session:
+        session.execute(update(Team).where(Team.id == team_id).values(callback_url=url))
+
+
+_WEBHOOK_SECRET_NAME = "webhook"  # noqa: S105 (the name of the secret, not one)
+
+
+def webhook_secret(db: Database, cipher: CredentialCipher, team_id: int) -> Secret:
+    """The team's webhook signing secret, created on first use; stored encrypted."""
+    with db.reading() as session:
+        token = session.scalar(select(Team.webhook_secret).where(Team.id == team_id))
+    if token is None:
+        fresh = cipher.encrypt({_WEBHOOK_SECRET_NAME: Secret("whsec_" + secrets.token_hex(32))})
+        with db.transaction() as session:
+            # Two first uses at once: the first write wins and both read it back.
+            session.execute(update(Team).where(Team.id == team_id,
+                                               Team.webhook_secret.is_(None))
+                            .values(webhook_secret=fresh))
+            token = session.scalar(select(Team.webhook_secret).where(Team.id == team_id))
+    if token is None:
+        raise UnknownTeam(str(team_id))
+    return cipher.decrypt(token)[_WEBHOOK_SECRET_NAME]

@@ -18,6 +18,7 @@ PROBE_ROW = "mailconnect.probe_row"
 RUN_ROWS = "mailconnect.run_rows"
 FINISH_JOB = "mailconnect.finish_job"
 SWEEP = "mailconnect.sweep"
+DELIVER_WEBHOOK = "mailconnect.deliver_webhook"
 
 
 def make_celery(settings: Settings | None = None) -> Celery:
@@ -46,6 +47,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
             START_JOB: {"queue": CONTROL_QUEUE},
             FINISH_JOB: {"queue": CONTROL_QUEUE},
             SWEEP: {"queue": CONTROL_QUEUE},
+            DELIVER_WEBHOOK: {"queue": CONTROL_QUEUE},
             PROBE_ROW: {"queue": PROBE_QUEUE},
             RUN_ROWS: {"queue": PROBE_QUEUE},
         },

@@ -7,7 +7,14 @@ from collections.abc import Sequence
 from celery import Celery
 
 from app.config import Settings
-from workers.factory import FINISH_JOB, PROBE_ROW, RUN_ROWS, START_JOB, make_celery
+from workers.factory import (
+    DELIVER_WEBHOOK,
+    FINISH_JOB,
+    PROBE_ROW,
+    RUN_ROWS,
+    START_JOB,
+    make_celery,
+)
 
 
 class CeleryJobQueue:
@@ -36,3 +43,6 @@ class CeleryJobQueue:
 
     def finish_job(self, job_id: str) -> None:
         self._celery.send_task(FINISH_JOB, args=[job_id])
+
+    def deliver_webhook(self, job_id: str, delay_seconds: float | None = None) -> None:
+        self._celery.send_task(DELIVER_WEBHOOK, args=[job_id], countdown=delay_seconds)

@@ -8,11 +8,14 @@ from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
 from app.jobs.finish import fail_job, finish_job
+from app.jobs.retention import apply_retention
 from app.jobs.runner import RowOutcome, runners_for
 from app.jobs.runner import start_job as start_job_rows
 from app.jobs.sweeper import sweep as sweep_jobs
+from app.jobs.webhooks import WebhookPolicy, owed_webhooks
+from app.jobs.webhooks import deliver_webhook as deliver_webhook_once
 from app.storage import StorageError
-from workers.factory import FINISH_JOB, PROBE_ROW, RUN_ROWS, START_JOB, SWEEP
+from workers.factory import DELIVER_WEBHOOK, FINISH_JOB, PROBE_ROW, RUN_ROWS, START_JOB, SWEEP
 from workers.runtime import Runtime, runtime
 
 log = logging.getLogger(__name__)
@@ -65,12 +68,37 @@ def finish(self, job_id: str) -> None:
         if not rt.bucket_ready:
             s.store.ensure_bucket()
             rt.bucket_ready = True
-        finish_job(s.db, s.clock, s.store, job_id)
+        ended = finish_job(s.db, s.clock, s.store, job_id)
     except StorageError as exc:
         if self.request.retries >= self.max_retries:
-            fail_job(s.db, s.clock, job_id, f"the report could not be stored: {exc}")
-            return
-        raise
+            ended = fail_job(s.db, s.clock, job_id, f"the report could not be stored: {exc}")
+        else:
+            raise
+    if ended:
+        rt.queue.deliver_webhook(job_id)  # returns at once when the job has no callback
+
+
+@shared_task(name=DELIVER_WEBHOOK, **TRANSIENT)
+def deliver_webhook(job_id: str) -> None:
+    rt = runtime()
+    s = rt.services
+    delay = deliver_webhook_once(s.db, s.cipher, s.clock, s.store, _webhook_policy(rt), job_id)
+    if delay is not None:
+        rt.queue.deliver_webhook(job_id, delay)
+
+
+def _webhook_policy(rt: Runtime) -> WebhookPolicy:
+    settings = rt.services.settings
+    return WebhookPolicy(
+        timeout_seconds=settings.webhook_timeout_seconds,
+        max_attempts=settings.webhook_max_attempts,
+        backoff_seconds=settings.webhook_backoff_seconds,
+        # Every countdown stays far below the broker's visibility timeout.
+        backoff_max_seconds=min(300.0, settings.broker_visibility_timeout / 4),
+        allow_networks=settings.allow_networks,
+        url_ttl_seconds=settings.report_url_ttl_seconds,
+        retention_days=settings.job_retention_days,
+    )
 
 
 @shared_task(name=SWEEP, **TRANSIENT)
@@ -87,3 +115,6 @@ def sweep() -> None:
         rt.queue.start_job(job_id)
     for job_id in actions.jobs_to_finish:
         rt.queue.finish_job(job_id)
+    apply_retention(s.db, s.clock, s.store, s.settings.job_retention_days)
+    for job_id in owed_webhooks(s.db, s.clock, _webhook_policy(rt)):
+        rt.queue.deliver_webhook(job_id)

@@ -1,4 +1,5 @@
-"""Finishing a job: build the report, upload it, then mark the job completed. Idempotent."""
+"""Finishing a job: build the report (and the failed-rows file), upload them, then mark the job
+ended. Idempotent: only the call that moves the job out of an open state counts."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import logging
 import tempfile
 from pathlib import Path
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 
 from app.clock import Clock
 from app.db import Database
+from app.jobs.failed_rows import FailedRowsWriter, failed_rows_key
 from app.jobs.report import write_report
 from app.models import ConnectJob, JobStatus
 from app.storage import ReportStore
@@ -17,6 +19,11 @@ from app.storage import ReportStore
 log = logging.getLogger(__name__)
 jobs = ConnectJob.__table__
 OPEN = (JobStatus.QUEUED, JobStatus.RUNNING)
+# A job someone asked to cancel ends cancelled, even if its last rows were tested meanwhile.
+_ENDED = case((jobs.c.cancel_requested_at.is_not(None), JobStatus.CANCELLED.value),
+              else_=JobStatus.COMPLETED.value)
+# A job with somewhere to report to owes it a webhook from the moment it ends.
+_WEBHOOK_OWED = case((jobs.c.callback_url.is_not(None), "pending"), else_=None)
 
 
 def report_key(team_id: int, job_id: str) -> str:
@@ -24,7 +31,7 @@ def report_key(team_id: int, job_id: str) -> str:
 
 
 def finish_job(db: Database, clock: Clock, store: ReportStore, job_id: str) -> bool:
-    """Returns True when this call completed the job."""
+    """Returns True when this call ended the job (completed, or cancelled if asked)."""
     with db.reading() as session:
         job = session.execute(
             select(jobs.c.team_id, jobs.c.status, jobs.c.processed, jobs.c.total)
@@ -33,27 +40,39 @@ def finish_job(db: Database, clock: Clock, store: ReportStore, job_id: str) -> b
     if job is None or job.status not in OPEN or job.processed < job.total:
         return False
     key = report_key(job.team_id, job_id)
+    failed_key = None
     with tempfile.TemporaryDirectory(prefix="mailconnect-report-") as tmp:
-        path = Path(tmp) / f"{job_id}.csv"
-        with path.open("w", newline="", encoding="utf-8") as out:
-            count = write_report(db, job_id, out)
+        path, failed_path = Path(tmp) / f"{job_id}.csv", Path(tmp) / f"{job_id}-failed.csv"
+        with path.open("w", newline="", encoding="utf-8") as out, \
+                failed_path.open("w", newline="", encoding="utf-8") as failed_out:
+            failed = FailedRowsWriter(db, job.team_id, failed_out)
+            count = write_report(db, job_id, out, also=failed)
         store.upload_file(key, path, "text/csv")
+        if failed.count:
+            failed_key = failed_rows_key(job.team_id, job_id)
+            store.upload_file(failed_key, failed_path, "text/csv")
     now = clock.now()
     with db.transaction() as session:
-        completed = session.execute(
+        ended = session.execute(
             update(jobs)
             .where(jobs.c.id == job_id, jobs.c.status.in_(OPEN))
-            .values(status=JobStatus.COMPLETED, completed_at=now, report_key=key,
+            .values(status=_ENDED, completed_at=now, report_key=key,
+                    failed_rows_key=failed_key, webhook_state=_WEBHOOK_OWED,
                     started_at=func.coalesce(jobs.c.started_at, now))
         ).rowcount
-    log.info("job %s finished: %d report rows at %s", job_id, count, key)
-    return bool(completed)
+    if not ended and failed_key:
+        store.delete(failed_key)  # another finisher won; its own file is the one linked
+    log.info("job %s finished: %d report rows at %s, %d failed rows", job_id, count, key,
+             failed.count)
+    return bool(ended)
 
 
-def fail_job(db: Database, clock: Clock, job_id: str, reason: str) -> None:
+def fail_job(db: Database, clock: Clock, job_id: str, reason: str) -> bool:
+    """End the job failed with the reason; True when this call ended it."""
     with db.transaction() as session:
-        session.execute(
+        return bool(session.execute(
             update(jobs)
             .where(jobs.c.id == job_id, jobs.c.status.in_(OPEN))
-            .values(status=JobStatus.FAILED, completed_at=clock.now(), error=reason)
-        )
+            .values(status=JobStatus.FAILED, completed_at=clock.now(), error=reason,
+                    webhook_state=_WEBHOOK_OWED)
+        ).rowcount)

@@ -5,23 +5,46 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.accounts.detect import MxResolver
 from app.clock import Clock
 from app.credentials import CredentialCipher
 from app.db import Database
-from app.importing.rows import AccountInput, validate_row
-from app.models import ConnectJob, ConnectJobRow, EmailAccount, JobStatus, RowState
+from app.importing.rows import KNOWN_FIELDS, AccountInput, validate_row
+from app.jobs.idempotency import RequestKey, remember_key, replayed_job
+from app.models import (
+    ConnectJob,
+    ConnectJobRow,
+    EmailAccount,
+    JobErrorCount,
+    JobStatus,
+    RowState,
+    Team,
+)
 
 DUPLICATE_IN_REQUEST = "duplicate_in_request"
 INVALID_FIELDS = "invalid_fields"
 ACCOUNT_NOT_FOUND = "account_not_found"
+# Never kept in an invalid row's source: the failed-rows file leaves them for the user to fill.
+PASSWORD_FIELDS = frozenset({"smtpPassword", "imapPassword"})
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """How a job came to be, besides its rows."""
+
+    kind: str = "connect"
+    retry_of: str | None = None
+    callback_url: str | None = None  # None: the team's default, if it has one
+    idempotency: RequestKey | None = None
 
 
 @dataclass(frozen=True)
@@ -29,6 +52,8 @@ class SubmittedJob:
     job_id: str
     total: int
     invalid: int
+    # An earlier request with the same Idempotency-Key created this job; nothing was added.
+    replayed: bool = False
 
     @property
     def needs_probing(self) -> bool:
@@ -47,6 +72,7 @@ def submit_job(
     records: Sequence[Any],
     ignored_columns: Sequence[str] = (),
     mx: MxResolver | None = None,
+    options: JobOptions = JobOptions(),
 ) -> SubmittedJob:
     now = clock.now()
     job_id = new_job_id()
@@ -70,13 +96,14 @@ def submit_job(
                        error_code=INVALID_FIELDS, field_errors=[e.as_dict() for e in checked])
         if row["state"] == RowState.INVALID:
             invalid += 1
+            row["source"] = _source(record)
         rows.append(row)
 
-    return _save_job(db, now, job_id, team_id, rows, invalid, ignored_columns)
+    return _save_job(db, now, job_id, team_id, rows, invalid, ignored_columns, options)
 
 
-def submit_reconnect(db: Database, clock: Clock, team_id: int, ids: Sequence[Any]
-                     ) -> SubmittedJob:
+def submit_reconnect(db: Database, clock: Clock, team_id: int, ids: Sequence[Any],
+                     options: JobOptions = JobOptions(kind="reconnect")) -> SubmittedJob:
     """Re-test stored accounts as a job. Ids that are not the team's are invalid rows.
 
     A row names its account and nothing more: no copy of its settings or credentials, which
@@ -113,7 +140,7 @@ def submit_reconnect(db: Database, clock: Clock, team_id: int, ids: Sequence[Any
                            else "must be an account id (a positive whole number)")}])
         invalid += row["state"] == RowState.INVALID
         rows.append(row)
-    return _save_job(db, clock.now(), job_id, team_id, rows, invalid, (), kind="reconnect")
+    return _save_job(db, clock.now(), job_id, team_id, rows, invalid, (), options)
 
 
 def _account_id(value: Any) -> int | None:
@@ -124,22 +151,62 @@ def _account_id(value: Any) -> int | None:
 
 def _save_job(db: Database, now: dt.datetime, job_id: str, team_id: int,
               rows: list[dict[str, Any]], invalid: int, ignored_columns: Sequence[str],
-              kind: str = "connect") -> SubmittedJob:
-    with db.transaction() as session:
-        session.add(ConnectJob(
-            id=job_id, team_id=team_id, kind=kind, status=JobStatus.QUEUED, total=len(rows),
-            processed=invalid, succeeded=0, failed=0, invalid=invalid,
-            ignored_columns=sorted(ignored_columns) or None,
-            created_at=now, last_progress_at=now,
-        ))
-        session.flush()
-        _insert_rows(session, rows)
+              options: JobOptions = JobOptions()) -> SubmittedJob:
+    try:
+        with db.transaction() as session:
+            callback_url = options.callback_url or session.scalar(
+                select(Team.callback_url).where(Team.id == team_id))
+            session.add(ConnectJob(
+                id=job_id, team_id=team_id, status=JobStatus.QUEUED, total=len(rows),
+                processed=invalid, succeeded=0, failed=0, invalid=invalid,
+                ignored_columns=sorted(ignored_columns) or None,
+                kind=options.kind, retry_of=options.retry_of, callback_url=callback_url,
+                created_at=now, last_progress_at=now,
+            ))
+            session.flush()
+            if options.idempotency is not None:
+                # Before the rows: a second request with this key waits here for the first.
+                remember_key(session, now, team_id, options.idempotency, job_id)
+            _insert_rows(session, rows)
+            _count_invalid(session, job_id, rows)
+    except IntegrityError:
+        if options.idempotency is None:
+            raise
+        winner = replayed_job(db, now, team_id, options.idempotency)
+        if winner is None:
+            raise
+        return SubmittedJob(job_id=winner, total=0, invalid=0, replayed=True)
     return SubmittedJob(job_id=job_id, total=len(rows), invalid=invalid)
 
 
+def _count_invalid(session: Session, job_id: str, rows: list[dict[str, Any]]) -> None:
+    # The status's errorsByCode, kept with the rows so a poll never scans them.
+    counts = Counter(row["error_code"] for row in rows if row["state"] == RowState.INVALID)
+    session.add_all(JobErrorCount(job_id=job_id, code=code, count=count)
+                    for code, count in counts.items())
+
+
+def _source(record: Any) -> dict[str, Any] | None:
+    if not isinstance(record, dict):
+        return None
+    return {name: _without_nul(value) for name, value in record.items()
+            if name in KNOWN_FIELDS and name not in PASSWORD_FIELDS}
+
+
+def _without_nul(value: Any) -> Any:
+    # PostgreSQL refuses NUL in text, nested values included; the row is invalid for it anyway.
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {str(k): _without_nul(v) for k, v in value.items()}
+    return value
+
+
 ROW_COLUMNS = ("job_id", "row_no", "attempts", "state", "email", "settings", "credentials",
-               "error_code", "field_errors", "account_id")
-JSON_COLUMNS = frozenset({"settings", "field_errors"})
+               "error_code", "field_errors", "source", "account_id")
+JSON_COLUMNS = frozenset({"settings", "field_errors", "source"})
 _COLUMN_LIST = f"{ConnectJobRow.__tablename__} ({', '.join(ROW_COLUMNS)})"
 # Only our own table and column names go into the text; every value is bound.
 _PLACEHOLDERS = ", ".join("?" * len(ROW_COLUMNS))

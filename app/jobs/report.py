@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import pandas as pd
 from sqlalchemy import select
@@ -29,10 +29,20 @@ CHUNK_ROWS = 5000
 rows = ConnectJobRow.__table__
 
 
-def write_report(db: Database, job_id: str, out: IO[str]) -> int:
-    """Write the job's report to `out`, in input order; returns the number of rows."""
+class RowSink(Protocol):
+    """Something else built in the report's one pass over the rows (the failed-rows file)."""
+
+    def add(self, page: list[Any], report_rows: list[dict[str, Any]]) -> None: ...
+
+
+def write_report(db: Database, job_id: str, out: IO[str], also: RowSink | None = None) -> int:
+    """Write the job's report to `out`, in input order; returns the number of rows. `also`
+    sees every page of rows with their report rows, so the rows are read only once."""
     written = 0
-    for chunk in _chunks(db, job_id):
+    for page in _pages(db, job_id):
+        chunk = [_report_row(r) for r in page]
+        if also is not None:
+            also.add(page, chunk)
         frame = pd.DataFrame.from_records(chunk, columns=COLUMNS)
         for column in ("accountId", "accountStatus", "durationMs"):
             frame[column] = frame[column].astype("Int64")
@@ -43,14 +53,14 @@ def write_report(db: Database, job_id: str, out: IO[str]) -> int:
     return written
 
 
-def _chunks(db: Database, job_id: str) -> Iterator[list[dict[str, Any]]]:
+def _pages(db: Database, job_id: str) -> Iterator[list[Any]]:
     # Keyset pages, each its own short read: memory stays one chunk deep whatever the job's
     # size, and no long transaction holds back writers.
     columns = (rows.c.row_no, rows.c.email, rows.c.state, rows.c.error_code,
                rows.c.field_errors, rows.c.account_id, rows.c.account_status,
                rows.c.smtp_result, rows.c.smtp_error_code, rows.c.smtp_error,
                rows.c.imap_result, rows.c.imap_error_code, rows.c.imap_error,
-               rows.c.attempts, rows.c.duration_ms, rows.c.settings)
+               rows.c.attempts, rows.c.duration_ms, rows.c.settings, rows.c.source)
     last = 0
     while True:
         with db.reading() as session:
@@ -63,7 +73,7 @@ def _chunks(db: Database, job_id: str) -> Iterator[list[dict[str, Any]]]:
         if not page:
             return
         last = page[-1].row_no
-        yield [_report_row(r) for r in page]
+        yield page
 
 
 def _report_row(r: Any) -> dict[str, Any]:
@@ -71,6 +81,8 @@ def _report_row(r: Any) -> dict[str, Any]:
         status = "invalid"
     elif r.state == RowState.DONE:
         status = "connected" if r.account_status == 1 else "failed"
+    elif r.state == RowState.CANCELLED:
+        status = "cancelled"  # its job was cancelled before it was tested
     else:
         status = "unprocessed"
     field_errors = "; ".join(f"{e['field']}: {e['message']}" for e in r.field_errors or [])

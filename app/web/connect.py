@@ -1,20 +1,38 @@
-"""Bulk connect: submit a batch, poll its status, fetch the report link."""
+"""Bulk connect: submit a batch, poll its status, fetch the report link; cancel, retry and
+list jobs."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 
 from flask import Blueprint, current_app, g, jsonify, request
 
 from app.importing.upload import Batch, UploadError, batch_from_csv, batch_from_json
-from app.jobs.intake import SubmittedJob, submit_job, submit_reconnect
-from app.jobs.status import job_view
+from app.jobs.controls import (
+    JobEnded,
+    JobNotEnded,
+    JobNotFound,
+    NothingToRetry,
+    cancel_job,
+    list_jobs,
+    retry_failed_rows,
+)
+from app.jobs.idempotency import (
+    IdempotencyMismatch,
+    RequestKey,
+    check_key,
+    replayed_job,
+    request_hash,
+)
+from app.jobs.intake import JobOptions, SubmittedJob, submit_job, submit_reconnect
+from app.jobs.status import JobView, job_summary, job_view, status_payload
+from app.jobs.webhooks import check_callback_url
+from app.probe.model import ErrorCode
 from app.services import Services
 from app.storage import StorageError
 from app.web.auth import require_team
-from app.web.errors import ApiError
+from app.web.errors import ApiError, error_response
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("connect", __name__, url_prefix="/v1/email-accounts")
@@ -31,12 +49,21 @@ def _services() -> Services:
     return current_app.extensions["mailconnect"]
 
 
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+KNOWN_ERROR_CODES = frozenset(code.value for code in ErrorCode)
+
+
 @blueprint.post("/connect")
 def connect():
     services = _services()
+    options = _job_options("connect")
+    replay = _replay(options)
+    if replay is not None:
+        return replay
     batch = _read_batch(services.settings.max_accounts_per_request)
     submitted = submit_job(services.db, services.cipher, services.clock, g.team_id,
-                           batch.records, batch.ignored_columns, mx=services.mx_resolvers())
+                           batch.records, batch.ignored_columns, mx=services.mx_resolvers(),
+                           options=options)
     return _accepted(submitted)
 
 
@@ -44,6 +71,10 @@ def connect():
 def reconnect():
     """Re-test stored accounts (Saleshandy's reconnect): a job like a bulk connect."""
     services = _services()
+    options = _job_options("reconnect")
+    replay = _replay(options)
+    if replay is not None:
+        return replay
     if request.mimetype != "application/json":
         raise ApiError(415, "Content-Type: must be application/json")
     try:
@@ -55,21 +86,83 @@ def reconnect():
     limit = services.settings.max_accounts_per_request
     if len(ids) > limit:
         raise ApiError(413, f"body: has {len(ids)} ids; at most {limit} per request")
-    return _accepted(submit_reconnect(services.db, services.clock, g.team_id, ids))
+    return _accepted(submit_reconnect(services.db, services.clock, g.team_id, ids, options))
+
+
+def _job_options(kind: str) -> JobOptions:
+    """The request's callbackUrl and Idempotency-Key, checked."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    idempotency = None
+    if key is not None:
+        try:
+            check_key(key)
+        except ValueError as exc:
+            raise ApiError(422, f"{IDEMPOTENCY_HEADER}: {exc}") from None
+        # The query string counts: the same body to another callbackUrl is another request.
+        idempotency = RequestKey(key, request_hash(
+            request.method, request.full_path, request.mimetype, _raw_body()))
+    return JobOptions(kind=kind, callback_url=_callback_url(), idempotency=idempotency)
+
+
+def _raw_body() -> bytes:
+    # A multipart body's boundary is random per send, so its file is what stays the same.
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("file")
+        if upload is None:
+            return b""
+        data = upload.read()
+        upload.seek(0)
+        return data
+    return request.get_data(cache=True)
+
+
+def _callback_url() -> str | None:
+    url = request.args.get("callbackUrl")
+    if url is None:
+        return None
+    try:
+        return check_callback_url(url)
+    except ValueError as exc:
+        raise ApiError(422, f"callbackUrl: {exc}") from None
+
+
+def _replay(options: JobOptions):
+    """The answer to a request whose Idempotency-Key already made a job; None otherwise."""
+    if options.idempotency is None:
+        return None
+    services = _services()
+    try:
+        job_id = replayed_job(services.db, services.clock.now(), g.team_id,
+                              options.idempotency)
+    except IdempotencyMismatch:
+        raise _key_reused() from None
+    return None if job_id is None else _accepted_body(job_id)
+
+
+def _key_reused() -> ApiError:
+    return ApiError(422, f"{IDEMPOTENCY_HEADER}: was already used with a different request "
+                         "(method, path, content type or body); use a new key")
+
+
+@blueprint.errorhandler(IdempotencyMismatch)
+def _mismatch(_exc: IdempotencyMismatch):
+    # A concurrent request with the same key and another body won the race.
+    error = _key_reused()
+    return error_response(error.status, error.message)
 
 
 def _accepted(submitted: SubmittedJob):
-    queue = current_app.extensions["mailconnect.queue"]
-    try:
-        if submitted.needs_probing:
-            queue.start_job(submitted.job_id)
-        else:
-            queue.finish_job(submitted.job_id)
-    except Exception:  # the job is committed; the sweeper starts it if this bell is lost
-        log.exception("could not publish job %s; the sweeper will pick it up", submitted.job_id)
+    if not submitted.replayed:
+        job_id = submitted.job_id
+        _publish(lambda queue: queue.start_job(job_id) if submitted.needs_probing
+                 else queue.finish_job(job_id), job_id)
+    return _accepted_body(submitted.job_id)
+
+
+def _accepted_body(job_id: str):
     return jsonify({
-        "message": ACCEPTED_MESSAGE.replace("{requestId}", submitted.job_id),
-        "payload": {"requestId": submitted.job_id},
+        "message": ACCEPTED_MESSAGE.replace("{requestId}", job_id),
+        "payload": {"requestId": job_id},
     }), 202
 
 
@@ -96,39 +189,106 @@ def _read_batch(max_rows: int) -> Batch:
 
 @blueprint.get("/connect/status/<request_id>")
 def connect_status(request_id: str):
+    return jsonify({"payload": _status(request_id)})
+
+
+def _status(request_id: str) -> dict:
     services = _services()
     view = job_view(services.db, g.team_id, request_id)
     if view is None:
-        raise ApiError(404, f"requestId: no import {request_id!r} for this team")
-    report_url = expires_at = None
-    if view.is_completed and view.report_key:
-        ttl = services.settings.report_url_ttl_seconds
-        try:
-            report_url = services.store.download_url(view.report_key, ttl)
-        except StorageError as exc:
-            log.error("report link for %s: %s", view.job_id, exc)
-            raise ApiError(503, "reportURL: the report store cannot sign a link right now; "
-                                "retry shortly") from None
-        expires_at = services.clock.now() + dt.timedelta(seconds=ttl)
+        raise _not_found(request_id)
+    return _payload(view)
+
+
+def _payload(view: JobView) -> dict:
+    services = _services()
+    try:
+        return status_payload(view, services.store, services.clock,
+                              services.settings.report_url_ttl_seconds,
+                              services.settings.job_retention_days)
+    except StorageError as exc:
+        log.error("report link for %s: %s", view.job_id, exc)
+        raise ApiError(503, "reportURL: the report store cannot sign a link right now; "
+                            "retry shortly") from None
+
+
+def _not_found(request_id: str) -> ApiError:
+    return ApiError(404, f"requestId: no import {request_id!r} for this team")
+
+
+@blueprint.post("/connect/<request_id>/cancel")
+def cancel(request_id: str):
+    services = _services()
+    try:
+        outcome = cancel_job(services.db, services.clock, g.team_id, request_id)
+    except JobNotFound:
+        raise _not_found(request_id) from None
+    except JobEnded as exc:
+        raise ApiError(409, f"requestId: import {request_id!r} has already ended "
+                            f"({exc.status}); only a queued or running one can be "
+                            "cancelled") from None
+    if outcome.job_finished:
+        _publish(lambda queue: queue.finish_job(request_id), request_id)
+    return jsonify({"payload": _status(request_id)}), 202
+
+
+@blueprint.post("/connect/<request_id>/retry")
+def retry(request_id: str):
+    services = _services()
+    codes = _codes()
+    try:
+        submitted = retry_failed_rows(services.db, services.clock, g.team_id, request_id,
+                                      codes, callback_url=_callback_url())
+    except JobNotFound:
+        raise _not_found(request_id) from None
+    except JobNotEnded as exc:
+        raise ApiError(409, f"requestId: import {request_id!r} is still {exc}; retry its "
+                            "failed rows once it has ended") from None
+    except NothingToRetry:
+        which = f" with errorCode in {sorted(codes)}" if codes else ""
+        raise ApiError(409, f"requestId: import {request_id!r} has no failed rows{which} "
+                            "to retry") from None
+    return _accepted(submitted)
+
+
+def _codes() -> set[str] | None:
+    raw = request.args.get("codes")
+    if raw is None:
+        return None
+    codes = {code.strip() for code in raw.split(",") if code.strip()}
+    unknown = sorted(codes - KNOWN_ERROR_CODES)
+    if not codes or unknown:
+        known = ", ".join(sorted(KNOWN_ERROR_CODES))
+        raise ApiError(422, f"codes: unknown error codes: {', '.join(unknown) or '(none given)'}"
+                            f"; use a comma-separated list of: {known}")
+    return codes
+
+
+@blueprint.get("/connect/jobs")
+def jobs():
+    services = _services()
+    page = _int_arg("page", 1, 1, 10**9)
+    limit = _int_arg("limit", 20, 1, 100)
+    found = list_jobs(services.db, g.team_id, page, limit)
     return jsonify({"payload": {
-        "requestId": view.job_id,
-        "status": view.status,
-        "isCompleted": view.is_completed,
-        "total": view.total,
-        "processed": view.processed,
-        "succeeded": view.succeeded,
-        "failed": view.failed,
-        "invalid": view.invalid,
-        "progress": view.progress,
-        "ignoredColumns": view.ignored_columns,
-        "error": view.error,
-        "createdAt": _iso(view.created_at),
-        "startedAt": _iso(view.started_at),
-        "completedAt": _iso(view.completed_at),
-        "reportURL": report_url,
-        "reportExpiresAt": _iso(expires_at),
+        "jobs": [job_summary(view) for view in found.jobs],
+        "page": page,
+        "limit": limit,
+        "total": found.total,
     }})
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.strip().isdigit() or not low <= int(raw) <= high:
+        raise ApiError(422, f"{name}: must be a whole number from {low} to {high}")
+    return int(raw)
+
+
+def _publish(send, job_id: str) -> None:
+    try:
+        send(current_app.extensions["mailconnect.queue"])
+    except Exception:  # committed already; the sweeper finishes the job if this bell is lost
+        log.exception("could not publish for job %s; the sweeper will pick it up", job_id)
