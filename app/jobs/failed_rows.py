@@ -13,8 +13,8 @@ from typing import IO, Any
 import pandas as pd
 from sqlalchemy import select
 
+from app.accounts.retest import stored_settings
 from app.accounts.saving import SENDING_COLUMNS
-from app.accounts.service import stored_settings
 from app.db import Database
 from app.importing.rows import BulkRow
 from app.jobs.intake import PASSWORD_FIELDS

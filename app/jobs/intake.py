@@ -116,7 +116,7 @@ def submit_reconnect(db: Database, clock: Clock, team_id: int, ids: Sequence[Any
         emails = dict(session.execute(
             select(EmailAccount.id, EmailAccount.email)
             .where(EmailAccount.team_id == team_id, EmailAccount.id.in_(wanted))
-        ).tuples().all()) if wanted else {}
+        ).all()) if wanted else {}
     job_id = new_job_id()
     rows: list[dict[str, Any]] = []
     seen: dict[int, int] = {}
