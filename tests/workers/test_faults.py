@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 from sqlalchemy import func, make_url, select
 
@@ -134,6 +135,17 @@ def wait_ready(*processes: Process, timeout: float = 60) -> None:
             time.sleep(0.1)
 
 
+def start_cluster(stack: ExitStack, env: dict[str, str], tmp_path: Path, mail_server,
+                  names: tuple[str, ...] = ("w0", "w1"), delay: float = MAIL_DELAY
+                  ) -> tuple[tuple[int, int], list[Process], Process]:
+    """The slow mail server, the named workers and beat; returns once the workers consume."""
+    ports = stack.enter_context(slow_mail(mail_server, delay))
+    workers = [worker(stack, env, tmp_path, name) for name in names]
+    beat_process = beat(stack, env, tmp_path)
+    wait_ready(*workers)
+    return ports, workers, beat_process
+
+
 def wait_processed(api: Api, job: Job, at_least: int, timeout: float = 90) -> dict:
     deadline = time.monotonic() + timeout
     while (status := api.status(job.request_id))["processed"] < at_least:
@@ -148,26 +160,71 @@ def rate(job: Job, status: dict, at: float) -> float:
     return status["processed"] / (at - job.submitted)
 
 
-def recovery_bound(env: dict[str, str], remaining: int, rows_per_second: float) -> float:
-    """Lease plus one sweep interval after the fault ended, plus the margin: the rows still
-    untested then need their own testing time at the job's pre-fault rate, and STARTUP_SLACK.
-    A stalled job is revived after JOB_STALL_SECONDS, which is below the lease."""
-    return (int(env["ROW_LEASE_SECONDS"]) + float(env["SWEEP_INTERVAL_SECONDS"])
-            + remaining / rows_per_second + STARTUP_SLACK)
+@dataclass
+class Recovery:
+    """From the moment a fault ended to the job's completion."""
+
+    env: dict[str, str]
+    ended: float  # time.monotonic() when the fault ended
+    remaining: int  # rows not yet processed then
+    rows_per_second: float  # the job's rate before the fault, from the POST (conservative)
+    seconds: float | None = None  # set once the job completed
+
+    @property
+    def remaining_work(self) -> float:
+        """The part of the recovery that is testing the rows still untested, not repair."""
+        return self.remaining / self.rows_per_second
+
+    @property
+    def bound(self) -> float:
+        """Lease plus one sweep interval, plus the margin: the remaining rows' testing time and
+        STARTUP_SLACK. A stalled job is revived after JOB_STALL_SECONDS, below the lease."""
+        return (int(self.env["ROW_LEASE_SECONDS"]) + float(self.env["SWEEP_INTERVAL_SECONDS"])
+                + self.remaining_work + STARTUP_SLACK)
 
 
-def report_recovery(tmp_path_factory, env: dict[str, str], fault: str, recovery: float,
-                    bound: float, **details: object) -> None:
+def fault_over(api: Api, job: Job, env: dict[str, str], rows_per_second: float) -> Recovery:
+    """Call the moment the fault ends: the recovery clock starts."""
+    ended = time.monotonic()
+    remaining = ROWS - api.status(job.request_id)["processed"]
+    assert remaining > 0, "the job ended before the fault did"
+    return Recovery(env, ended, remaining, rows_per_second)
+
+
+def finish(api: Api, job: Job, recovery: Recovery, *processes: Process) -> dict:
+    """Poll until the job completes and time the recovery; fails with the processes' logs if
+    it takes over twice the bound (the bound itself is asserted after it is reported)."""
+    def diagnostics() -> str:
+        return "\n".join(f"--- {p.name} ---\n{p.tail(30)}" for p in processes)
+
+    status = api.wait(job.request_id, timeout=recovery.ended + 2 * recovery.bound
+                      - time.monotonic(), diagnostics=diagnostics)
+    recovery.seconds = time.monotonic() - recovery.ended
+    return status
+
+
+def report_recovery(tmp_path_factory, recovery: Recovery, fault: str, **details: object
+                    ) -> None:
+    """Print the recovery time (`pytest -s`), append it to the run's JSON lines, then hold it
+    to its bound."""
+    env = recovery.env
     database = make_url(env["DATABASE_URL"]).get_backend_name()
+    assert recovery.seconds is not None
     line = {"fault": fault, "database": database, "rows": ROWS,
-            "recovery_seconds": round(recovery, 2), "bound_seconds": round(bound, 2),
+            "recovery_seconds": round(recovery.seconds, 2),
+            "bound_seconds": round(recovery.bound, 2),
+            "remaining_rows": recovery.remaining,
+            "remaining_work_seconds": round(recovery.remaining_work, 1),
             "lease_seconds": int(env["ROW_LEASE_SECONDS"]),
             "sweep_interval_seconds": float(env["SWEEP_INTERVAL_SECONDS"]), **details}
     path = tmp_path_factory.getbasetemp() / "fault-recovery.jsonl"
     with path.open("a") as out:
         out.write(json.dumps(line) + "\n")
-    print(f"\nfault recovery [{database}] {fault}: completed {recovery:.1f}s after the fault "
-          f"ended (bound {bound:.1f}s); {json.dumps(details)}; written to {path}")
+    print(f"\nfault recovery [{database}] {fault}: completed {recovery.seconds:.1f}s after the "
+          f"fault ended (bound {recovery.bound:.1f}s; {recovery.remaining} rows were left, "
+          f"about {recovery.remaining_work:.1f}s of testing); {json.dumps(details)}; "
+          f"written to {path}")
+    assert recovery.seconds <= recovery.bound
 
 
 def assert_exact_outcome(api: Api, job: Job, status: dict) -> list[dict[str, str]]:
@@ -198,29 +255,14 @@ def assert_exact_outcome(api: Api, job: Job, status: dict) -> list[dict[str, str
     return report
 
 
-def finish(api: Api, job: Job, fault_ended: float, bound: float, *processes: Process) -> dict:
-    """Poll until the job completes; fails with the processes' logs if it takes over twice the
-    bound (the bound itself is asserted after the recovery time is reported)."""
-    def diagnostics() -> str:
-        return "\n".join(f"--- {p.name} ---\n{p.tail(30)}" for p in processes)
-
-    status = api.wait(job.request_id, timeout=fault_ended + 2 * bound - time.monotonic(),
-                      diagnostics=diagnostics)
-    status["_recovered"] = time.monotonic() - fault_ended
-    return status
-
-
 def test_worker_killed_three_times(fault_env, tmp_path, tmp_path_factory, mail_server):
     """SIGKILL: no warm shutdown, no acks; the victim's leased rows and its unacked messages are
     stranded until the sweeper hands them on."""
     env = fault_env
     api = Api(env)
     with ExitStack() as stack:
-        ports = stack.enter_context(slow_mail(mail_server))
-        steady = worker(stack, env, tmp_path, "steady")
-        victim = worker(stack, env, tmp_path, "victim-0")
-        beat(stack, env, tmp_path)
-        wait_ready(steady, victim)
+        ports, (steady, victim), _ = start_cluster(stack, env, tmp_path, mail_server,
+                                                   ("steady", "victim-0"))
         job = submit(api, ports)
         wait_processed(api, job, 1)
         at_kills, fault_started, pre_fault_rate = [], 0.0, 0.0
@@ -235,18 +277,14 @@ def test_worker_killed_three_times(fault_env, tmp_path, tmp_path_factory, mail_s
                 fault_started = time.monotonic()
                 pre_fault_rate = rate(job, at_kill, fault_started)
             victim = worker(stack, env, tmp_path, f"victim-{kill}")
-        fault_ended = time.monotonic()
-        assert at_kills[-1] < ROWS, f"the third kill came after the job: {at_kills}"
-        remaining = ROWS - api.status(job.request_id)["processed"]
-        bound = recovery_bound(env, remaining, pre_fault_rate)
-        status = finish(api, job, fault_ended, bound, steady, victim)
+        recovery = fault_over(api, job, env, pre_fault_rate)
+        status = finish(api, job, recovery, steady, victim)
 
     report = assert_exact_outcome(api, job, status)
     assert max(int(r["attempts"]) for r in report) >= 2, "no in-flight row was re-run"
-    report_recovery(tmp_path_factory, env, "worker SIGKILLed 3 times", status["_recovered"],
-                    bound, processed_at_kills=at_kills, remaining_at_fault_end=remaining,
-                    fault_seconds=round(fault_ended - fault_started, 1))
-    assert status["_recovered"] <= bound
+    report_recovery(tmp_path_factory, recovery, "worker SIGKILLed 3 times",
+                    processed_at_kills=at_kills,
+                    fault_seconds=round(recovery.ended - fault_started, 1))
 
 
 def test_broker_restarts_empty(fault_env, broker, tmp_path, tmp_path_factory, mail_server):
@@ -255,35 +293,26 @@ def test_broker_restarts_empty(fault_env, broker, tmp_path, tmp_path_factory, ma
     env = fault_env
     api = Api(env)
     with ExitStack() as stack:
-        ports = stack.enter_context(slow_mail(mail_server))
-        workers = [worker(stack, env, tmp_path, f"w{i}") for i in range(2)]
-        beat_process = beat(stack, env, tmp_path)
-        wait_ready(*workers)
+        ports, workers, beat_process = start_cluster(stack, env, tmp_path, mail_server)
         job = submit(api, ports)
         before = wait_processed(api, job, ROWS // 4)
         fault_started = time.monotonic()
         pre_fault_rate = rate(job, before, fault_started)
         lost = broker_messages(broker)
         broker.restart_empty()
-        fault_ended = time.monotonic()
+        recovery = fault_over(api, job, env, pre_fault_rate)
         assert broker_messages(broker) == 0
-        remaining = ROWS - api.status(job.request_id)["processed"]
-        bound = recovery_bound(env, remaining, pre_fault_rate)
-        status = finish(api, job, fault_ended, bound, *workers, beat_process)
+        status = finish(api, job, recovery, *workers, beat_process)
         assert all(w.popen.poll() is None for w in workers), "a worker died with the broker"
 
     assert lost > 0, "the broker held no messages to lose: the fault came too late"
     assert_exact_outcome(api, job, status)
-    report_recovery(tmp_path_factory, env, "broker restarted empty", status["_recovered"],
-                    bound, processed_at_fault=before["processed"], messages_lost=lost,
-                    remaining_at_fault_end=remaining)
-    assert status["_recovered"] <= bound
+    report_recovery(tmp_path_factory, recovery, "broker restarted empty",
+                    processed_at_fault=before["processed"], messages_lost=lost)
 
 
 def broker_messages(broker: RestartableRedis) -> int:
     """Messages waiting in the job queues plus those delivered but not acknowledged."""
-    import redis
-
     client = redis.Redis.from_url(broker.url)
     try:
         return (client.llen("mailconnect.probe") + client.llen("mailconnect.control")
@@ -345,11 +374,8 @@ def test_database_down_for_ten_seconds(fault_env, tmp_path, tmp_path_factory, ma
             gate = stack.enter_context(TcpGate(url.port or 5432, url.host or "127.0.0.1"))
             gated = url.set(host="127.0.0.1", port=gate.port)
             env = {**env, "DATABASE_URL": gated.render_as_string(hide_password=False)}
-        ports = stack.enter_context(slow_mail(mail_server))
-        workers = [worker(stack, env, tmp_path, f"w{i}") for i in range(2)]
-        beat(stack, env, tmp_path)
+        ports, workers, _ = start_cluster(stack, env, tmp_path, mail_server)
         base, web_log = stack.enter_context(web_process(env, tmp_path))
-        wait_ready(*workers)
         pids = [w.popen.pid for w in workers]
         job = submit(api, ports)
         poll = f"{base}/v1/email-accounts/connect/status/{job.request_id}"
@@ -363,10 +389,8 @@ def test_database_down_for_ten_seconds(fault_env, tmp_path, tmp_path_factory, ma
             while time.monotonic() < fault_started + outage_seconds:
                 answers.append(requests.get(poll, headers=headers, timeout=60))
                 time.sleep(0.25)
-        fault_ended = time.monotonic()
-        remaining = ROWS - api.status(job.request_id)["processed"]
-        bound = recovery_bound(env, remaining, pre_fault_rate)
-        status = finish(api, job, fault_ended, bound, *workers)
+        recovery = fault_over(api, job, env, pre_fault_rate)
+        status = finish(api, job, recovery, *workers)
         after = requests.get(poll, headers=headers, timeout=10)
         assert [w.popen.poll() for w in workers] == [None, None], "a worker process died"
         assert [w.popen.pid for w in workers] == pids
@@ -383,10 +407,9 @@ def test_database_down_for_ten_seconds(fault_env, tmp_path, tmp_path_factory, ma
     assert after.status_code == 200 and after.json()["payload"]["isCompleted"]
     assert "Traceback" not in web_log.read_text(errors="replace")
     assert_exact_outcome(api, job, status)
-    report_recovery(tmp_path_factory, env, "database down 10 s", status["_recovered"], bound,
-                    processed_at_fault=before["processed"], remaining_at_fault_end=remaining,
+    report_recovery(tmp_path_factory, recovery, "database down 10 s",
+                    processed_at_fault=before["processed"],
                     polls=dict(sorted(codes.items())))
-    assert status["_recovered"] <= bound
 
 
 def test_worker_sigterm_mid_job(fault_env, tmp_path, tmp_path_factory, mail_server):
@@ -395,11 +418,8 @@ def test_worker_sigterm_mid_job(fault_env, tmp_path, tmp_path_factory, mail_serv
     env = fault_env
     api = Api(env)
     with ExitStack() as stack:
-        ports = stack.enter_context(slow_mail(mail_server))
-        steady = worker(stack, env, tmp_path, "steady")
-        old = worker(stack, env, tmp_path, "old")
-        beat(stack, env, tmp_path)
-        wait_ready(steady, old)
+        ports, (steady, old), _ = start_cluster(stack, env, tmp_path, mail_server,
+                                                ("steady", "old"))
         job = submit(api, ports)
         before = wait_processed(api, job, ROWS // 4)
         fault_started = time.monotonic()
@@ -407,19 +427,14 @@ def test_worker_sigterm_mid_job(fault_env, tmp_path, tmp_path_factory, mail_serv
         os.killpg(old.popen.pid, signal.SIGTERM)
         exit_code = old.popen.wait(timeout=60)
         new = worker(stack, env, tmp_path, "new")
-        fault_ended = time.monotonic()
-        remaining = ROWS - api.status(job.request_id)["processed"]
-        assert remaining > 0, "the job ended before the deploy"
-        bound = recovery_bound(env, remaining, pre_fault_rate)
-        status = finish(api, job, fault_ended, bound, steady, new)
+        recovery = fault_over(api, job, env, pre_fault_rate)
+        status = finish(api, job, recovery, steady, new)
 
     assert exit_code == 0, old.tail()
     assert_exact_outcome(api, job, status)
-    report_recovery(tmp_path_factory, env, "worker SIGTERMed (deploy)", status["_recovered"],
-                    bound, processed_at_fault=before["processed"],
-                    shutdown_seconds=round(fault_ended - fault_started, 1),
-                    remaining_at_fault_end=remaining)
-    assert status["_recovered"] <= bound
+    report_recovery(tmp_path_factory, recovery, "worker SIGTERMed (deploy)",
+                    processed_at_fault=before["processed"],
+                    shutdown_seconds=round(recovery.ended - fault_started, 1))
 
 
 RECEIVED = re.compile(r"Task (mailconnect\.\w+)\[([0-9a-f-]+)\] received")
@@ -440,10 +455,8 @@ def test_task_outlives_visibility_timeout(fault_env, tmp_path, tmp_path_factory,
     env = {**fault_env, "BROKER_VISIBILITY_TIMEOUT": "8", "PROBE_RETRY_BACKOFF_MAX_SECONDS": "5"}
     api = Api(env)
     with ExitStack() as stack:
-        ports = stack.enter_context(slow_mail(mail_server, delay=2 * MAIL_DELAY))
-        workers = [worker(stack, env, tmp_path, f"w{i}") for i in range(2)]
-        beat(stack, env, tmp_path)
-        wait_ready(*workers)
+        ports, workers, _ = start_cluster(stack, env, tmp_path, mail_server,
+                                          delay=2 * MAIL_DELAY)
         job = submit(api, ports)
         deadline = time.monotonic() + 120
         while not (twice := redelivered(*workers)):
@@ -451,15 +464,12 @@ def test_task_outlives_visibility_timeout(fault_env, tmp_path, tmp_path_factory,
             assert not status["isCompleted"], "the job ended before any redelivery"
             assert time.monotonic() < deadline, workers[0].tail()
             time.sleep(0.2)
-        fault_ended = time.monotonic()  # the first duplicate delivery is the fault
+        # The first duplicate delivery is the fault; the rate is the job's until then.
         at_fault = api.status(job.request_id)
-        remaining = ROWS - at_fault["processed"]
-        bound = recovery_bound(env, remaining, rate(job, at_fault, fault_ended))
-        status = finish(api, job, fault_ended, bound, *workers)
+        recovery = fault_over(api, job, env, rate(job, at_fault, time.monotonic()))
+        status = finish(api, job, recovery, *workers)
         twice = redelivered(*workers)
 
     assert_exact_outcome(api, job, status)
-    report_recovery(tmp_path_factory, env, "task redelivered after visibility timeout",
-                    status["_recovered"], bound, visibility_timeout_seconds=8,
-                    tasks_delivered_twice=len(twice), remaining_at_fault_end=remaining)
-    assert status["_recovered"] <= bound
+    report_recovery(tmp_path_factory, recovery, "task redelivered after visibility timeout",
+                    visibility_timeout_seconds=8, tasks_delivered_twice=len(twice))
