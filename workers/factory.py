@@ -36,7 +36,14 @@ def make_celery(settings: Settings | None = None) -> Celery:
         broker_connection_retry_on_startup=True,
         # Unacked messages come back after this; every lease and retry countdown stays below it
         # (Settings refuses to start otherwise).
-        broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout},
+        broker_transport_options={
+            "visibility_timeout": settings.broker_visibility_timeout,
+            # kombu looks for messages past their timeout only every interval x throttle seconds
+            # (100 s by default), so a short timeout would hardly matter. One look is a ZRANGE
+            # per worker: look every tenth of the timeout, at least every 10 s.
+            "unacked_restore_interval": max(1, min(10, settings.broker_visibility_timeout // 10)),
+            "unacked_restore_throttle": 1,
+        },
         worker_pool="threads",
         worker_concurrency=settings.worker_concurrency,
         worker_hijack_root_logger=False,

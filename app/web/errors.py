@@ -5,9 +5,14 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 log = logging.getLogger(__name__)
+
+# What a client is told to wait when the database cannot be reached: about one reconnect try
+# of the pool, short enough that a poller notices the database is back within seconds.
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 class ApiError(Exception):
@@ -23,6 +28,20 @@ def error_response(status: int, message: str, errors: list[dict] | None = None):
     if errors:
         body["errors"] = errors
     return jsonify(body), status
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True when the database could not be reached or dropped the connection, as opposed to
+    a bug in a statement: the request may succeed if it is simply sent again later."""
+    if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection came free in time
+        return True
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    # OperationalError is the DB-API's class for "the database, not the statement": refused or
+    # lost connections, a server shutting down, SQLite's busy timeout. InterfaceError is a
+    # connection the driver already considers closed.
+    return exc.connection_invalidated or isinstance(
+        exc, sa_exc.OperationalError | sa_exc.InterfaceError)
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -41,5 +60,15 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
+        if database_unavailable(exc):
+            # One line, no traceback: during an outage every request lands here. The driver's
+            # message carries no row values (engines are built with hide_parameters).
+            cause = getattr(exc, "orig", None) or exc
+            log.warning("database unavailable: %s: %s", type(cause).__name__,
+                        str(cause).strip().splitlines()[0] if str(cause).strip() else "")
+            response, status = error_response(
+                503, "database: temporarily unavailable; retry in a few seconds")
+            response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+            return response, status
         log.exception("unhandled error")
         return error_response(500, "internal error; the request was not processed")
