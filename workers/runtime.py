@@ -9,6 +9,7 @@ import redis
 from celery import current_app
 from celery.signals import worker_process_init
 
+from app.accounts.detect import JobMxCache
 from app.config import load_settings
 from app.jobs.hostgate import RedisHostGate
 from app.jobs.runner import RetryPolicy, RowProcessor
@@ -49,6 +50,8 @@ def runtime() -> Runtime:
                             # A slot is held for one probe: both protocols run side by side.
                             lease_seconds=settings.probe_timeout_seconds + 10,
                             min_interval_ms=settings.probe_min_connect_interval_ms,
+                            # Waiting lists outlive any row's wait; wait_until is the net.
+                            waiting_ttl_seconds=settings.broker_visibility_timeout,
                         ),
                         policy=RetryPolicy(
                             attempts=settings.probe_retry_attempts,
@@ -56,6 +59,8 @@ def runtime() -> Runtime:
                             backoff_max_seconds=settings.probe_retry_backoff_max_seconds,
                         ),
                         lease_seconds=settings.lease_seconds,
+                        # One MX answer cache per job, shared by the process's threads.
+                        mx_for_job=JobMxCache(services.mx_resolvers).for_job,
                     ),
                     queue=CeleryJobQueue(current_app._get_current_object()),
                 )

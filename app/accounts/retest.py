@@ -42,7 +42,8 @@ _TARGET = select(
 
 _WRITE_RESULT = (
     update(accounts)
-    .where(accounts.c.id == bindparam("account_id"), accounts.c.team_id == bindparam("team_id"),
+    # Not bindparam("team_id"): an UPDATE reserves its table's column names for SET values.
+    .where(accounts.c.id == bindparam("account_id"), accounts.c.team_id == bindparam("of_team"),
            accounts.c.settings_version == bindparam("version"))
     .values(**{name: bindparam(name) for name in (
         "status", "smtp_result", "smtp_error_code", "smtp_error", "imap_result",
@@ -66,7 +67,7 @@ def write_retest_result(connection: Connection, target: RetestTarget, probe: Acc
     """Store a re-test's result on the account; False when the account was deleted or its
     settings changed since the probe started (then the result is not the account's)."""
     return bool(connection.execute(_WRITE_RESULT, {
-        "account_id": target.account_id, "team_id": target.team_id, "version": target.version,
+        "account_id": target.account_id, "of_team": target.team_id, "version": target.version,
         "status": 1 if probe.verified else 0,
         "smtp_result": probe.smtp.outcome, "smtp_error_code": probe.smtp.error_code,
         "smtp_error": probe.smtp.error, "imap_result": probe.imap.outcome,

@@ -36,7 +36,7 @@ def connect():
     services = _services()
     batch = _read_batch(services.settings.max_accounts_per_request)
     submitted = submit_job(services.db, services.cipher, services.clock, g.team_id,
-                           batch.records, batch.ignored_columns, mx=services.mx_resolvers())
+                           batch.records, batch.ignored_columns)
     return _accepted(submitted)
 
 
