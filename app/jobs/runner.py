@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import Connection, Insert, bindparam, select, update
+from sqlalchemy import Connection, Insert, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.accounts.detect import JobMxCache, MxResolver
@@ -98,6 +98,8 @@ class RowOutcome:
     # start them.
     woken: tuple[int, ...] = ()
     freed: tuple[str, ...] = ()
+    # The hosts that made the row wait (at their cap, or spacing).
+    busy: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,34 @@ _CLAIM_NEXT = (
     .values(**_TAKE)
     .returning(*_TAKEN)
 )
+# After a host turned out busy, a runner looks for the job's next row on other hosts, among
+# the next few pending ones: so a job whose rows all wait on one host is not claimed and
+# parked row by row, while rows for free hosts further on still get tested. Rare (only after
+# a set-aside), so the JSON lookups stay off the per-row path.
+ELSEWHERE_WINDOW = 50
+_WINDOW = (
+    select(rows.c.id, rows.c.row_no,
+           func.coalesce(rows.c.settings[("smtp", "host")].as_string(), "").label("smtp"),
+           func.coalesce(rows.c.settings[("imap", "host")].as_string(), "").label("imap"))
+    .where(rows.c.job_id == bindparam("of_job"), rows.c.state == RowState.PENDING)
+    .order_by(rows.c.row_no)
+    .limit(ELSEWHERE_WINDOW)
+    .subquery()
+)
+_NEXT_ELSEWHERE = (
+    select(_WINDOW.c.id)
+    .where(_WINDOW.c.smtp.not_in(bindparam("busy", expanding=True)),
+           _WINDOW.c.imap.not_in(bindparam("busy", expanding=True)))
+    .order_by(_WINDOW.c.row_no)
+    .limit(1)
+    .scalar_subquery()
+)
+_CLAIM_ELSEWHERE = (
+    update(rows)
+    .where(rows.c.id == _NEXT_ELSEWHERE, rows.c.state == RowState.PENDING)
+    .values(**_TAKE)
+    .returning(*_TAKEN)
+)
 _MINE = (rows.c.id == bindparam("row_id"), rows.c.state == RowState.TESTING,
          rows.c.claims == bindparam("claim"))
 _RESULT_COLUMNS = ("smtp_result", "smtp_error_code", "smtp_error",
@@ -251,11 +281,14 @@ def claim_row(db: Database, clock: Clock, lease_seconds: int, row_id: int) -> Cl
     return _claim(db, _CLAIM, {"row_id": row_id, "lease_until": lease_until})
 
 
-def claim_next_row(db: Database, clock: Clock, lease_seconds: int, job_id: str
-                   ) -> ClaimedRow | None:
-    """Take the job's first pending row; None when it has none left."""
-    lease_until = clock.now() + dt.timedelta(seconds=lease_seconds)
-    return _claim(db, _CLAIM_NEXT, {"of_job": job_id, "lease_until": lease_until})
+def claim_next_row(db: Database, clock: Clock, lease_seconds: int, job_id: str,
+                   avoid: frozenset[str] = frozenset()) -> ClaimedRow | None:
+    """Take the job's first pending row; None when it has none left. With `avoid`, the first
+    of its next few pending rows that contacts none of those hosts."""
+    params = {"of_job": job_id, "lease_until": clock.now() + dt.timedelta(seconds=lease_seconds)}
+    if avoid:
+        return _claim(db, _CLAIM_ELSEWHERE, {**params, "busy": sorted(avoid)})
+    return _claim(db, _CLAIM_NEXT, params)
 
 
 def _claim(db: Database, statement: Any, params: dict[str, Any]) -> ClaimedRow | None:
@@ -445,9 +478,11 @@ class RowProcessor:
         claim = claim_row(self.db, self.clock, self.lease_seconds, row_id)
         return None if claim is None else self._test(claim)
 
-    def process_next(self, job_id: str) -> RowOutcome | None:
-        """Test the job's next pending row; None when there is none."""
-        claim = claim_next_row(self.db, self.clock, self.lease_seconds, job_id)
+    def process_next(self, job_id: str, avoid: frozenset[str] = frozenset()
+                     ) -> RowOutcome | None:
+        """Test the job's next pending row (on none of the `avoid` hosts); None when there
+        is none."""
+        claim = claim_next_row(self.db, self.clock, self.lease_seconds, job_id, avoid)
         return None if claim is None else self._test(claim)
 
     def run(self, queue: JobQueue, job_id: str | None = None, row_id: int | None = None,
@@ -457,17 +492,18 @@ class RowProcessor:
 
         It starts with `row_id` when given (a woken or timed row, which names the job), then
         each row a freed slot woke (going on as a runner of that row's job), then the job's
-        next pending rows. A runner that has to set
-        a row aside before it has tested any stops: the row waits on its host's list, and
-        idle runners must not claim and park a whole job. Out of budget, it hands its woken
-        row on, or else announces one successor while rows may remain.
+        next pending rows. Once a row had to wait for its host, the runner takes no more rows
+        of that host (they would only wait too), only rows of other hosts among the job's
+        next few; when there are none it stops. So idle runners never claim and park a whole
+        job whose rows all wait on one host, while rows for free hosts keep flowing. Out of
+        budget, it hands its woken row on, or else announces one successor.
         """
         woken: deque[tuple[int, tuple[str, ...]]] = deque()
         if row_id is not None:
             woken.append((row_id, ()))
-        productive = False
+        busy: set[str] = set()
         for _ in range(budget):
-            outcome = self._next(woken, job_id)
+            outcome = self._next(woken, job_id, frozenset(busy))
             if outcome is None:
                 return
             if job_id is not None and outcome.job_id != job_id:
@@ -482,16 +518,14 @@ class RowProcessor:
                 # no freed slot stays idle while this runner tests.
                 woken.append((outcome.woken[0], outcome.freed))
                 queue.wake_rows(outcome.woken[1:])
-            if outcome.set_aside and not productive:
-                return
-            productive = productive or not outcome.set_aside
+            busy.update(outcome.busy)
         if woken:
             queue.wake_rows([row for row, _ in woken])
         elif job_id is not None:
             queue.run_rows(job_id, 1)
 
-    def _next(self, woken: deque[tuple[int, tuple[str, ...]]], job_id: str | None
-              ) -> RowOutcome | None:
+    def _next(self, woken: deque[tuple[int, tuple[str, ...]]], job_id: str | None,
+              busy: frozenset[str]) -> RowOutcome | None:
         while woken:
             row_id, freed = woken.popleft()
             outcome = self.process(row_id)
@@ -500,7 +534,7 @@ class RowProcessor:
             # Woken but done, cancelled or taken meanwhile: pass the freed slot on, or the
             # rows still waiting for it would wait for the sweeper.
             woken.extend((row, freed) for row in self.gate.wake(freed))
-        return None if job_id is None else self.process_next(job_id)
+        return None if job_id is None else self.process_next(job_id, busy)
 
     @staticmethod
     def _follow_up(queue: JobQueue, outcome: RowOutcome) -> None:
@@ -544,7 +578,7 @@ class RowProcessor:
         acquire that checks again, so a slot freed in between is never missed.
         """
         aside = RowOutcome(recorded=False, job_id=claim.job_id, row_id=claim.row_id,
-                           set_aside=True)
+                           set_aside=True, busy=tuple(h.lower() for h in claim.hosts))
         decision = self.gate.acquire(claim.hosts)
         if decision.lease is not None:
             return decision.lease, aside

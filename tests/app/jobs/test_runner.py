@@ -670,3 +670,19 @@ def test_a_retest_does_not_write_over_an_account_changed_or_deleted_during_its_p
     assert account(services, deleted) is None
     assert row(services, deleted_row).error_code == "account_deleted"
     assert error_counts(services, job.job_id) == {"auth_failed": 1, "account_deleted": 1}
+
+
+def test_after_a_busy_host_a_runner_takes_only_rows_of_other_hosts(services, team_id):
+    elsewhere = {"smtpHost": "smtp.other.example", "imapHost": "imap.other.example"}
+    job = submit(services, team_id, [
+        bulk_row("a@example.com"), bulk_row("b@example.com"),
+        bulk_row("c@example.com", **elsewhere), bulk_row("d@example.com", **elsewhere)])
+    first, second, third, fourth = start_job(services.db, services.clock, job.job_id)
+    gate, queue, prober = redis_gate(), RecordingQueue(), FakeProber()
+    gate.acquire(["smtp.example.com"])  # held elsewhere
+    processor(services, prober, gate=gate).run(queue, job_id=job.job_id)
+    assert [smtp.host for smtp, _ in prober.calls] == ["smtp.other.example"] * 2
+    assert [(row(services, r).state, row(services, r).claims)
+            for r in (first, second, third, fourth)] == [
+        (RowState.WAITING, 1), (RowState.PENDING, 0), (RowState.DONE, 1), (RowState.DONE, 1)]
+    assert queue.published == [], "its job's only other row waits for the same host"
