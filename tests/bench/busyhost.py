@@ -12,7 +12,8 @@ default concurrency (100), so most runners find the host busy. Prints:
   waiting lists use RPUSH), from just before the POST to completion, / rows;
 - wall time, POST to `completed`, against rows x one probe's time / cap, where one probe's
   time is the median `durationMs` of this job's own rows;
-- the peak concurrent sessions each proxy saw (must never exceed the cap).
+- the peak concurrent sessions per protocol while their client holds them open (must never
+  exceed the cap), counted by a proxy in front of the latency proxy.
 One JSON line last.
 """
 
@@ -52,8 +53,12 @@ def main() -> None:
     users = {f"busy{i}@example.test": f"pw-{i}" for i in range(args.rows)}
     with bench_servers(users) as (tmp, pki, mail, redis_url, s3), ExitStack() as stack:
         delay = args.latency_ms / 1000
-        smtp = stack.enter_context(counting_proxy(mail.submission_port, delay_seconds=delay))
-        imap = stack.enter_context(counting_proxy(mail.imaps_port, delay_seconds=delay))
+        slow_smtp = stack.enter_context(counting_proxy(mail.submission_port, delay_seconds=delay))
+        slow_imap = stack.enter_context(counting_proxy(mail.imaps_port, delay_seconds=delay))
+        # Counted in front of the latency, while the client holds each session open: the
+        # delaying relay keeps a session a little longer than its client does.
+        smtp = stack.enter_context(counting_proxy(slow_smtp.port, until_client_closes=True))
+        imap = stack.enter_context(counting_proxy(slow_imap.port, until_client_closes=True))
         db_url = args.database_url or f"sqlite:///{tmp}/busyhost.db"
         env = service_env(tmp, db_url, redis_url, s3, pki,
                           PROBE_HOST_LIMITS=f"{HOST}={args.cap}")
