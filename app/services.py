@@ -40,6 +40,8 @@ def build_host_gate(settings: Settings) -> RedisHostGate:
         # A slot is held for one probe: both protocols run side by side.
         lease_seconds=settings.probe_timeout_seconds + 10,
         min_interval_ms=settings.probe_min_connect_interval_ms,
+        # Waiting lists outlive any row's wait; wait_until is the net.
+        waiting_ttl_seconds=settings.broker_visibility_timeout,
     )
 
 

@@ -167,7 +167,7 @@ class FakeQueue:
     def start_job(self, job_id: str) -> None:
         self.started.append(job_id)
 
-    def probe_rows(self, row_ids) -> None:
+    def wake_rows(self, row_ids) -> None:
         self.rows.extend(row_ids)
 
     def finish_job(self, job_id: str) -> None:

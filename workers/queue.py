@@ -28,7 +28,7 @@ class CeleryJobQueue:
     def start_job(self, job_id: str) -> None:
         self._celery.send_task(START_JOB, args=[job_id])
 
-    def probe_rows(self, row_ids: Sequence[int]) -> None:
+    def wake_rows(self, row_ids: Sequence[int]) -> None:
         with self._celery.producer_or_acquire() as producer:
             for row_id in row_ids:
                 self._celery.send_task(PROBE_ROW, args=[row_id], producer=producer)

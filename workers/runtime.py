@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from celery import current_app
 from celery.signals import worker_process_init
 
+from app.accounts.detect import JobMxCache
 from app.config import load_settings
 from app.jobs.runner import RetryPolicy, RowProcessor
 from app.services import Services, build_services
@@ -47,6 +48,8 @@ def runtime() -> Runtime:
                             backoff_max_seconds=settings.probe_retry_backoff_max_seconds,
                         ),
                         lease_seconds=settings.lease_seconds,
+                        # One MX answer cache per job, shared by the process's threads.
+                        mx_for_job=JobMxCache(services.mx_resolvers).for_job,
                     ),
                     queue=CeleryJobQueue(current_app._get_current_object()),
                 )

@@ -9,7 +9,7 @@ from sqlalchemy.exc import OperationalError
 
 from app.jobs.finish import fail_job, finish_job
 from app.jobs.retention import apply_retention
-from app.jobs.runner import RowOutcome, runners_for
+from app.jobs.runner import runners_for
 from app.jobs.runner import start_job as start_job_rows
 from app.jobs.sweeper import sweep as sweep_jobs
 from app.jobs.webhooks import WebhookPolicy, owed_webhooks
@@ -20,43 +20,32 @@ from workers.runtime import Runtime, runtime
 
 log = logging.getLogger(__name__)
 
-# Backoff stays far below the broker's visibility timeout (at least 60 s, see Settings).
+# Backoff stays below the default visibility timeout; with a shorter one a retry may be
+# redelivered early, which idempotent tasks make harmless.
 TRANSIENT = {"autoretry_for": (OperationalError,), "retry_backoff": 2,
              "retry_backoff_max": 30, "max_retries": 8}
-# One run_rows message tests up to this many of its job's rows, one after another: a tenth of
-# the per-message broker work, while a slow row holds up at most nine others of its runner.
-ROWS_PER_RUNNER = 10
 
 
 @shared_task(name=START_JOB, **TRANSIENT)
 def start_job(job_id: str) -> None:
     rt = runtime()
     pending = len(start_job_rows(rt.services.db, rt.services.clock, job_id))
-    rt.queue.run_rows(job_id, runners_for(pending, rt.services.settings.worker_concurrency,
-                                          ROWS_PER_RUNNER))
+    rt.queue.run_rows(job_id, runners_for(pending, rt.services.settings.worker_concurrency))
 
 
 @shared_task(name=RUN_ROWS, **TRANSIENT)
 def run_rows(job_id: str) -> None:
+    """A runner of the job: tests its next rows (see RowProcessor.run)."""
     rt = runtime()
-    for _ in range(ROWS_PER_RUNNER):
-        outcome = rt.rows.process_next(job_id)
-        if outcome is None:
-            return
-        _follow_up(rt, outcome)
+    rt.rows.run(rt.queue, job_id=job_id)
 
 
 @shared_task(name=PROBE_ROW, **TRANSIENT)
 def probe_row(row_id: int) -> None:
+    """Start this row (woken from a host's waiting list, or its wait is over), then go on as
+    a runner of its job."""
     rt = runtime()
-    _follow_up(rt, rt.rows.process(row_id))
-
-
-def _follow_up(rt: Runtime, outcome: RowOutcome) -> None:
-    if outcome.retry_in is not None and outcome.row_id is not None:
-        rt.queue.probe_row_later(outcome.row_id, outcome.retry_in)
-    if outcome.job_finished:
-        rt.queue.finish_job(outcome.job_id)
+    rt.rows.run(rt.queue, row_id=row_id)
 
 
 @shared_task(name=FINISH_JOB, bind=True, autoretry_for=(OperationalError, StorageError),
@@ -105,12 +94,15 @@ def _webhook_policy(rt: Runtime) -> WebhookPolicy:
 def sweep() -> None:
     rt = runtime()
     s = rt.services
-    actions = sweep_jobs(s.db, s.clock, s.settings.job_stall_seconds)
-    if actions.rows_to_probe or actions.jobs_to_start or actions.jobs_to_finish:
-        log.info("sweeper: re-queuing %d rows, starting %d jobs, finishing %d jobs",
-                 len(actions.rows_to_probe), len(actions.jobs_to_start),
-                 len(actions.jobs_to_finish))
-    rt.queue.probe_rows(actions.rows_to_probe)
+    actions = sweep_jobs(s.db, s.clock, s.settings.job_stall_seconds,
+                         s.settings.worker_concurrency)
+    if actions.rows_revived or actions.runners or actions.jobs_to_start \
+            or actions.jobs_to_finish:
+        log.info("sweeper: %d rows back to pending, %d runners for %d jobs, starting %d jobs, "
+                 "finishing %d jobs", actions.rows_revived, sum(actions.runners.values()),
+                 len(actions.runners), len(actions.jobs_to_start), len(actions.jobs_to_finish))
+    for job_id, runners in actions.runners.items():
+        rt.queue.run_rows(job_id, runners)
     for job_id in actions.jobs_to_start:
         rt.queue.start_job(job_id)
     for job_id in actions.jobs_to_finish:

@@ -193,26 +193,43 @@ class BulkRow(BaseModel):
     # Fields the row left empty and presets or MX detection filled, in the order filled. A tuple
     # default, not default_factory=list: pydantic inspects a factory's signature per instance.
     _filled: tuple[str, ...] = PrivateAttr(default=())
+    # The provider is left for a worker to detect from the MX records (see defer_detection).
+    _deferred: bool = PrivateAttr(default=False)
 
     @property
     def tests_imap(self) -> bool:
         return not (self.smtpOnly or self.emailServiceProvider in SMTP_ONLY_PROVIDERS)
 
+    @property
+    def needs_detection(self) -> bool:
+        # "smtp" and "custom" say the row has its own server, so only "other" (the default
+        # when the row names none) is worth a DNS lookup.
+        return self.smtpHost is None and self.emailServiceProvider == DEFAULT_PROVIDER
+
     @model_validator(mode="after")
     def _complete(self, info: ValidationInfo) -> BulkRow:
         errors: list[tuple[str, str]] = []
-        if self.smtpHost is None and self.emailServiceProvider not in PRESETS:
-            errors.extend(self._detect_provider((info.context or {}).get("mx")))
+        context = info.context or {}
+        if self.needs_detection:
+            if context.get("defer_detection"):
+                # The worker looks the MX up and fills the preset: what the preset would fill
+                # is not missing yet.
+                self._deferred = True
+            else:
+                errors.extend(self._detect_provider(context.get("mx")))
+        elif self.smtpHost is None and self.emailServiceProvider not in PRESETS:
+            errors.append(("smtpHost", "is required"))
         self._fill_from_preset()
         if self.smtpPassword is None:
             errors.append(("smtpPassword", "is required"))
-        if self.imapHost is None and self.tests_imap:
+        if self.imapHost is None and self.tests_imap and not self._deferred:
             errors.append(("imapHost", "is required (unless smtpOnly is true)"))
         for protocol in ("smtp", "imap") if self.tests_imap else ("smtp",):
             port_field, enc_field = f"{protocol}Port", f"{protocol}Encryption"
             port, encryption = getattr(self, port_field), getattr(self, enc_field)
             if port is None and encryption is None:
-                errors.append((port_field, "is required"))
+                if not self._deferred:
+                    errors.append((port_field, "is required"))
             elif encryption is None:
                 inferred = PORT_ENCRYPTION[protocol].get(port)
                 if inferred is None:
@@ -226,15 +243,12 @@ class BulkRow(BaseModel):
         return self
 
     def _detect_provider(self, mx: MxResolver | None) -> list[tuple[str, str]]:
-        # "smtp" and "custom" say the row has its own server, so only "other" (the default
-        # when the row names none) is worth a DNS lookup.
-        if mx is None or self.emailServiceProvider != DEFAULT_PROVIDER:
+        if mx is None:
             return [("smtpHost", "is required")]
         domain = self.smtpEmailAddress.rpartition("@")[2]
         provider = detect_provider(domain, mx)
         if provider is None:
-            return [("smtpHost", f"is required (the provider of {domain} could not be "
-                                 "recognised from its MX records)")]
+            return [unrecognised_domain(domain)]
         self.emailServiceProvider = provider
         self._filled += ("emailServiceProvider",)
         return []
@@ -292,10 +306,13 @@ class AccountInput:
     imap_email: str | None
     sending: dict[str, Any]  # only the sending settings the row gave
     filled: tuple[str, ...] = ()  # fields the row left empty that presets or DNS filled
+    # The provider (and so the servers) is still to be recognised from the domain's MX
+    # records: a worker does it (complete_detected), so that intake does no network I/O.
+    detect: bool = False
 
     def settings(self) -> dict[str, Any]:
         """Everything but the passwords, as stored on job rows."""
-        return {
+        settings = {
             "email": self.email,
             "provider": self.provider,
             "fromFirstName": self.from_first_name,
@@ -306,6 +323,9 @@ class AccountInput:
             "sending": self.sending,
             "filled": list(self.filled),
         }
+        if self.detect:
+            settings[DETECT] = True
+        return settings
 
     def secrets(self) -> dict[str, Secret]:
         secrets = {"smtp": self.smtp.password}
@@ -320,8 +340,51 @@ def _endpoint_settings(endpoint: Endpoint, email: str) -> dict[str, Any]:
         "username": endpoint.username,
         "host": endpoint.host,
         "port": endpoint.port,
-        "encryption": endpoint.encryption.value,
+        # None only on a row whose provider is still to be detected: its preset fills it.
+        "encryption": endpoint.encryption and endpoint.encryption.value,
     }
+
+
+# The settings key marking a job row whose provider a worker must detect from MX records.
+DETECT = "detectProvider"
+
+
+def unrecognised_domain(domain: str) -> tuple[str, str]:
+    return ("smtpHost", f"is required (the provider of {domain} could not be recognised from "
+                        "its MX records)")
+
+
+def complete_detected(settings: dict[str, Any], mx: MxResolver
+                      ) -> dict[str, Any] | list[FieldError]:
+    """A deferred row's settings with its detected provider's servers filled in, or the
+    errors that make it invalid (the domain's provider is not one we recognise).
+
+    Fills what the row left out exactly as validation would have, with the same `filled`
+    record for the report's filledIn.
+    """
+    domain = settings["email"].rpartition("@")[2]
+    provider = detect_provider(domain, mx)
+    if provider is None:
+        return [FieldError(*unrecognised_domain(domain))]
+    preset = PRESETS[provider]
+    completed = {**settings, "provider": provider}
+    completed.pop(DETECT, None)
+    filled = [*settings.get("filled", []), "emailServiceProvider"]
+    for protocol in ("smtp", "imap"):
+        server, given = preset.server(protocol), settings.get(protocol)
+        if given is None or server is None:
+            continue
+        endpoint = dict(given)
+        fills = {"host": server.host}
+        if endpoint["port"] is None and endpoint["encryption"] is None:
+            fills |= {"port": server.port, "encryption": server.encryption.value}
+        for name, value in fills.items():
+            if endpoint[name] is None:
+                endpoint[name] = value
+                filled.append(f"{protocol}{name.capitalize()}")
+        completed[protocol] = endpoint
+    completed["filled"] = filled
+    return completed
 
 
 def endpoint_from_settings(settings: dict[str, Any], password: Secret) -> Endpoint:
@@ -340,9 +403,11 @@ def _has_nul(value: Any) -> bool:
     return isinstance(value, list) and any(_has_nul(item) for item in value)
 
 
-def validate_row(raw: Any, mx: MxResolver | None = None) -> AccountInput | list[FieldError]:
+def validate_row(raw: Any, mx: MxResolver | None = None, defer_detection: bool = False
+                 ) -> AccountInput | list[FieldError]:
     """`mx` looks up the provider of rows that name neither a server nor a provider; without
-    it no DNS happens and such rows are invalid."""
+    it no DNS happens and such rows are invalid. With `defer_detection` no DNS happens either:
+    such a row is valid, marked for a worker to detect its provider (complete_detected)."""
     if not isinstance(raw, dict):
         return [FieldError("row", "must be an object of account fields")]
     # NUL cannot travel in SMTP or IMAP credentials (AUTH PLAIN uses it as the separator), and
@@ -352,7 +417,8 @@ def validate_row(raw: Any, mx: MxResolver | None = None) -> AccountInput | list[
     if with_nul:
         return with_nul
     try:
-        row = BulkRow.model_validate(raw, context={"mx": mx})
+        row = BulkRow.model_validate(raw, context={"mx": mx,
+                                                   "defer_detection": defer_detection})
     except ValidationError as exc:
         return _field_errors(exc)
     smtp_password = Secret(row.smtpPassword.get_secret_value())
@@ -377,6 +443,7 @@ def validate_row(raw: Any, mx: MxResolver | None = None) -> AccountInput | list[
         imap_email=imap_email if row.tests_imap else None,
         sending=_sending(row),
         filled=row._filled,
+        detect=row._deferred,
     )
 
 

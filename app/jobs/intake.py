@@ -14,7 +14,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.accounts.detect import MxResolver
 from app.clock import Clock
 from app.credentials import CredentialCipher
 from app.db import Database
@@ -71,16 +70,17 @@ def submit_job(
     team_id: int,
     records: Sequence[Any],
     ignored_columns: Sequence[str] = (),
-    mx: MxResolver | None = None,
     options: JobOptions = JobOptions(),
 ) -> SubmittedJob:
+    """Validate and store a batch as a queued job. No network I/O: a row whose provider must
+    be recognised from its domain's MX records is stored pending, and a worker looks it up."""
     now = clock.now()
     job_id = new_job_id()
     rows: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     invalid = 0
     for row_no, record in enumerate(records, start=1):
-        checked = validate_row(record, mx=mx)
+        checked = validate_row(record, defer_detection=True)
         row: dict[str, Any] = {"job_id": job_id, "row_no": row_no, "attempts": 0}
         if isinstance(checked, AccountInput) and checked.email in seen:
             row.update(state=RowState.INVALID, email=checked.email,

@@ -1,27 +1,51 @@
 """Running a job's rows: start, claim with a lease, probe, record the result with counters.
 
-A row moves pending -> testing -> done. The claim is a conditional update that also bumps
-`attempts`; the result is written only if the row is still ours (same attempt), so a worker
-that lost its lease to the sweeper cannot double-count.
+A row's states say what they mean:
+- pending: ready for any runner;
+- testing: claimed; `lease_expires_at` says until when it belongs to its worker;
+- waiting: set aside until `wait_until`: its host is at its cap (the row is on the host's
+  waiting list and the release of a slot wakes it), the connect spacing, or the retry of a
+  transient failure (a delayed message wakes it); `wait_until` is also the sweeper's safety net;
+- done, invalid, cancelled: final.
+
+Every claim (pending or waiting -> testing) bumps `claims`, the fence: a result is written only
+while the row is still testing under the same claim, so a worker whose lease was taken over
+cannot write. `attempts` counts tests tried: a row set aside before its test gives its attempt
+back. Claims only move pending and waiting rows, so a cancelled row is never taken.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import random
-from dataclasses import dataclass, replace
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import Connection, Insert, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
+from app.accounts.detect import JobMxCache, MxResolver
+from app.accounts.retest import RetestTarget, load_retest_target, write_retest_result
 from app.accounts.saving import upsert_tested_account
 from app.clock import Clock
 from app.credentials import CredentialCipher, CredentialError
 from app.db import Database
-from app.importing.rows import endpoint_from_settings
-from app.jobs.hostgate import HostGate
-from app.models import ConnectJob, ConnectJobRow, JobStatus, RowState
+from app.importing.rows import DETECT, FieldError, complete_detected, endpoint_from_settings
+from app.jobs.hostgate import HostGate, HostLease
+from app.jobs.intake import INVALID_FIELDS
+from app.jobs.queue import JobQueue
+from app.models import (
+    ConnectJob,
+    ConnectJobRow,
+    EmailAccount,
+    JobErrorCount,
+    JobStatus,
+    RowState,
+)
 from app.probe import TRANSIENT_CODES
 from app.probe.model import AccountProbe, AccountProber, ErrorCode, ProtocolResult
 
@@ -29,6 +53,14 @@ log = logging.getLogger(__name__)
 
 rows = ConnectJobRow.__table__
 jobs = ConnectJob.__table__
+accounts = EmailAccount.__table__
+error_counts = JobErrorCount.__table__
+
+# One runner tests up to this many of its job's rows, one after another: a tenth of the
+# per-message broker work, while a slow row holds up at most nine others of its runner.
+ROWS_PER_RUNNER = 10
+# A re-test row whose account no longer exists: reported failed with this code, never tested.
+ACCOUNT_DELETED = "account_deleted"
 
 
 @dataclass(frozen=True)
@@ -37,26 +69,37 @@ class ClaimedRow:
     job_id: str
     team_id: int
     attempt: int
-    settings: dict[str, Any]
-    credentials: str
+    settings: dict[str, Any] | None  # None: a re-test row whose account is gone
+    credentials: str | None
     verified: frozenset[str] = frozenset()  # protocols an earlier attempt already passed
+    claims: int = 0  # the fence: this claim's number
+    # A re-test row: the account as it was when claimed, whose result columns it writes.
+    target: RetestTarget | None = None
 
     @property
     def hosts(self) -> list[str]:
         """The servers this attempt will contact."""
-        return [self.settings[p]["host"] for p in ("smtp", "imap")
-                if self.settings.get(p) and p not in self.verified]
+        settings = self.settings or {}
+        return [settings[p]["host"] for p in ("smtp", "imap")
+                if settings.get(p) and p not in self.verified]
 
 
 @dataclass(frozen=True)
 class RowOutcome:
-    recorded: bool
+    recorded: bool  # the row is final, with its counters
     job_id: str | None = None
     row_id: int | None = None
     job_finished: bool = False
-    # Publish the row again after this many seconds: for its retry, or because its hosts were
-    # busy (then the attempt did not count).
+    # Wake the row with a message after this many seconds: its retry, or the connect spacing.
     retry_in: float | None = None
+    # The row was set aside without being tested (its host was busy, or spacing).
+    set_aside: bool = False
+    # Waiting rows this step's release of host slots woke, and those hosts: the runner must
+    # start them.
+    woken: tuple[int, ...] = ()
+    freed: tuple[str, ...] = ()
+    # The hosts that made the row wait (at their cap, or spacing).
+    busy: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,7 +129,7 @@ class RetryPolicy:
         return random.uniform(ceiling / 2, ceiling)
 
 
-def runners_for(pending: int, concurrency: int, rows_per_runner: int) -> int:
+def runners_for(pending: int, concurrency: int, rows_per_runner: int = ROWS_PER_RUNNER) -> int:
     """How many runners to announce for a job's pending rows.
 
     A runner tests up to rows_per_runner rows one after another, so a big job needs that many
@@ -115,20 +158,16 @@ def start_job(db: Database, clock: Clock, job_id: str) -> list[int]:
 
 # The per-row statements are built once with bind parameters: building and cache-keying a
 # statement on every call costs more CPU than running it.
-_TAKE = dict(state=RowState.TESTING, attempts=rows.c.attempts + 1,
-             lease_expires_at=bindparam("lease_until"))
-_TAKEN = (rows.c.id, rows.c.job_id, rows.c.attempts, rows.c.settings, rows.c.credentials,
-          rows.c.smtp_result, rows.c.imap_result,
+_TAKE = dict(state=RowState.TESTING, attempts=rows.c.attempts + 1, claims=rows.c.claims + 1,
+             lease_expires_at=bindparam("lease_until"), wait_until=None)
+_TAKEN = (rows.c.id, rows.c.job_id, rows.c.attempts, rows.c.claims, rows.c.settings,
+          rows.c.credentials, rows.c.smtp_result, rows.c.imap_result, rows.c.account_id,
           select(jobs.c.team_id).where(jobs.c.id == rows.c.job_id).scalar_subquery())
+# By id: a row woken from a host's waiting list, or by its timed message, or handed on.
 _CLAIM = (
     update(rows)
-    .where(
-        rows.c.id == bindparam("row_id"),
-        or_(
-            rows.c.state == RowState.PENDING,
-            and_(rows.c.state == RowState.TESTING, rows.c.lease_expires_at < bindparam("now")),
-        ),
-    )
+    .where(rows.c.id == bindparam("row_id"),
+           rows.c.state.in_((RowState.PENDING, RowState.WAITING)))
     .values(**_TAKE)
     .returning(*_TAKEN)
 )
@@ -148,14 +187,48 @@ _CLAIM_NEXT = (
     .values(**_TAKE)
     .returning(*_TAKEN)
 )
-_MINE = and_(rows.c.id == bindparam("row_id"), rows.c.state == RowState.TESTING,
-             rows.c.attempts == bindparam("attempt"))
+# After a host turned out busy, a runner looks for the job's next row on other hosts, among
+# the next few pending ones: so a job whose rows all wait on one host is not claimed and
+# parked row by row, while rows for free hosts further on still get tested. Rare (only after
+# a set-aside), so the JSON lookups stay off the per-row path.
+ELSEWHERE_WINDOW = 50
+_WINDOW = (
+    select(rows.c.id, rows.c.row_no,
+           func.coalesce(rows.c.settings[("smtp", "host")].as_string(), "").label("smtp"),
+           func.coalesce(rows.c.settings[("imap", "host")].as_string(), "").label("imap"))
+    .where(rows.c.job_id == bindparam("of_job"), rows.c.state == RowState.PENDING)
+    .order_by(rows.c.row_no)
+    .limit(ELSEWHERE_WINDOW)
+    .subquery()
+)
+_NEXT_ELSEWHERE = (
+    select(_WINDOW.c.id)
+    .where(_WINDOW.c.smtp.not_in(bindparam("busy", expanding=True)),
+           _WINDOW.c.imap.not_in(bindparam("busy", expanding=True)))
+    .order_by(_WINDOW.c.row_no)
+    .limit(1)
+    .scalar_subquery()
+)
+_CLAIM_ELSEWHERE = (
+    update(rows)
+    .where(rows.c.id == _NEXT_ELSEWHERE, rows.c.state == RowState.PENDING)
+    .values(**_TAKE)
+    .returning(*_TAKEN)
+)
+_MINE = (rows.c.id == bindparam("row_id"), rows.c.state == RowState.TESTING,
+         rows.c.claims == bindparam("claim"))
 _RESULT_COLUMNS = ("smtp_result", "smtp_error_code", "smtp_error",
                    "imap_result", "imap_error_code", "imap_error")
-_FINISH_ROW = update(rows).where(_MINE).values(
+_FINISH_ROW = update(rows).where(*_MINE).values(
     state=RowState.DONE, lease_expires_at=None, credentials=None,
     **{name: bindparam(name) for name in
-       ("finished_at", "account_id", "account_status", "duration_ms", *_RESULT_COLUMNS)},
+       ("finished_at", "account_id", "account_status", "duration_ms", "error_code",
+        *_RESULT_COLUMNS)},
+)
+_INVALID_ROW = update(rows).where(*_MINE).values(
+    state=RowState.INVALID, lease_expires_at=None, credentials=None,
+    error_code=bindparam("error_code"), field_errors=bindparam("field_errors"),
+    finished_at=bindparam("finished_at"),
 )
 _COUNT_ROW = (
     update(jobs)
@@ -163,63 +236,107 @@ _COUNT_ROW = (
     .values(processed=jobs.c.processed + 1,
             succeeded=jobs.c.succeeded + bindparam("verified"),
             failed=jobs.c.failed + bindparam("unverified"),
+            invalid=jobs.c.invalid + bindparam("invalid"),
             last_progress_at=bindparam("now"))
     .returning(jobs.c.processed, jobs.c.total)
 )
-_PARK = update(rows).where(_MINE).values(
-    lease_expires_at=bindparam("until"), attempts=rows.c.attempts - 1,
+# Set aside before testing: the attempt it never made does not count.
+_SET_ASIDE = update(rows).where(*_MINE).values(
+    state=RowState.WAITING, wait_until=bindparam("until"), lease_expires_at=None,
+    attempts=rows.c.attempts - 1,
 )
-# A row waiting for its retry stays leased until the retry is due, so no runner takes it early;
-# if the retry's message is lost, the sweeper finds the expired lease.
-_DEFER_ROW = update(rows).where(_MINE).values(
-    lease_expires_at=bindparam("retry_at"),
+# Register-then-recheck found a free slot after all: the row comes back to the runner that
+# set it aside, under the same claim, unless someone else moved it meanwhile (a cancel).
+_TAKE_BACK = (
+    update(rows)
+    .where(rows.c.id == bindparam("row_id"), rows.c.state == RowState.WAITING,
+           rows.c.claims == bindparam("claim"))
+    .values(state=RowState.TESTING, attempts=rows.c.attempts + 1, wait_until=None,
+            lease_expires_at=bindparam("lease_until"))
+)
+# A row waiting for its retry keeps what this attempt learnt; a delayed message wakes it,
+# and the sweeper if that message is lost.
+_DEFER_ROW = update(rows).where(*_MINE).values(
+    state=RowState.WAITING, wait_until=bindparam("retry_at"), lease_expires_at=None,
     **{name: bindparam(name) for name in _RESULT_COLUMNS},
 )
+_STORE_SETTINGS = update(rows).where(*_MINE).values(settings=bindparam("settings"))
+_ACCOUNT_EXISTS = select(accounts.c.id).where(accounts.c.id == bindparam("account_id"),
+                                              accounts.c.team_id == bindparam("team_id"))
+_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+@functools.cache
+def _count_error(dialect: str) -> Insert:
+    # Built once per dialect: it runs in the transaction of every failed row's result.
+    insert = _INSERTS[dialect](error_counts).values(
+        job_id=bindparam("job_id"), code=bindparam("code"), count=1)
+    return insert.on_conflict_do_update(
+        index_elements=["job_id", "code"], set_={"count": error_counts.c.count + 1})
 
 
 def claim_row(db: Database, clock: Clock, lease_seconds: int, row_id: int) -> ClaimedRow | None:
-    """Take this row if it is pending, or if its last holder's lease ran out."""
-    now = clock.now()
-    return _claim(db, _CLAIM, {"row_id": row_id, "now": now,
-                               "lease_until": now + dt.timedelta(seconds=lease_seconds)})
-
-
-def claim_next_row(db: Database, clock: Clock, lease_seconds: int, job_id: str
-                   ) -> ClaimedRow | None:
-    """Take the job's first pending row; None when it has none left."""
+    """Take this row if it is pending or waiting (woken, or its wait is over)."""
     lease_until = clock.now() + dt.timedelta(seconds=lease_seconds)
-    return _claim(db, _CLAIM_NEXT, {"of_job": job_id, "lease_until": lease_until})
+    return _claim(db, _CLAIM, {"row_id": row_id, "lease_until": lease_until})
+
+
+def claim_next_row(db: Database, clock: Clock, lease_seconds: int, job_id: str,
+                   avoid: frozenset[str] = frozenset()) -> ClaimedRow | None:
+    """Take the job's first pending row; None when it has none left. With `avoid`, the first
+    of its next few pending rows that contacts none of those hosts."""
+    params = {"of_job": job_id, "lease_until": clock.now() + dt.timedelta(seconds=lease_seconds)}
+    if avoid:
+        return _claim(db, _CLAIM_ELSEWHERE, {**params, "busy": sorted(avoid)})
+    return _claim(db, _CLAIM_NEXT, params)
 
 
 def _claim(db: Database, statement: Any, params: dict[str, Any]) -> ClaimedRow | None:
     with db.core_transaction() as connection:
         claimed = connection.execute(statement, params).one_or_none()
-    if claimed is None:
-        return None
-    row_id, job_id, attempt, settings, credentials, smtp_result, imap_result, team_id = claimed
+        if claimed is None:
+            return None
+        (row_id, job_id, attempt, claims, settings, credentials, smtp_result, imap_result,
+         account_id, team_id) = claimed
+        target = None
+        if settings is None and account_id is not None:
+            # A re-test tests the account as it is now, in the claim's own transaction.
+            target = load_retest_target(connection, team_id, account_id)
+            if target is not None:
+                settings, credentials = target.settings, target.credentials
     verified = frozenset(p for p, result in (("smtp", smtp_result), ("imap", imap_result))
                          if result == "ok")
-    return ClaimedRow(row_id, job_id, team_id, attempt, settings, credentials, verified)
+    return ClaimedRow(row_id, job_id, team_id, attempt, settings, credentials, verified,
+                      claims, target)
 
 
-def park_row(db: Database, clock: Clock, claim: ClaimedRow, seconds: float) -> None:
-    """Set a row aside while its hosts are busy: not taken by a runner for `seconds`, and the
-    attempt it never made does not count."""
+def _mine(claim: ClaimedRow) -> dict[str, Any]:
+    return {"row_id": claim.row_id, "claim": claim.claims}
+
+
+def set_aside(db: Database, clock: Clock, claim: ClaimedRow, seconds: float) -> bool:
+    """Make the row wait for `seconds` without counting an attempt; False if it is not ours."""
     until = clock.now() + dt.timedelta(seconds=seconds)
     with db.core_transaction() as connection:
-        connection.execute(_PARK, {"row_id": claim.row_id, "attempt": claim.attempt,
-                                   "until": until})
+        return bool(connection.execute(_SET_ASIDE, {**_mine(claim), "until": until}).rowcount)
+
+
+def take_back(db: Database, clock: Clock, lease_seconds: int, claim: ClaimedRow) -> bool:
+    lease_until = clock.now() + dt.timedelta(seconds=lease_seconds)
+    with db.core_transaction() as connection:
+        return bool(connection.execute(
+            _TAKE_BACK, {**_mine(claim), "lease_until": lease_until}).rowcount)
 
 
 def probe_claimed(claim: ClaimedRow, cipher: CredentialCipher, prober: AccountProber
                   ) -> AccountProbe:
     """Test the row's mailbox. Never raises: a failure to test is a result."""
     try:
-        secrets = cipher.decrypt(claim.credentials)
+        secrets = cipher.decrypt(claim.credentials or "")
     except CredentialError as exc:
         failure = ProtocolResult("failed", ErrorCode.INTERNAL_ERROR, str(exc))
         return AccountProbe(smtp=failure, imap=failure, duration_ms=0)
-    settings = claim.settings
+    settings = claim.settings or {}
     endpoints = {
         protocol: endpoint_from_settings(settings[protocol], secrets[protocol])
         for protocol in ("smtp", "imap")
@@ -238,46 +355,106 @@ class _LeaseLost(Exception):
     pass
 
 
+_NO_RESULTS = dict.fromkeys(_RESULT_COLUMNS)
+
+
 def _results(probe: AccountProbe) -> dict[str, Any]:
     return {"smtp_result": probe.smtp.outcome, "smtp_error_code": probe.smtp.error_code,
             "smtp_error": probe.smtp.error, "imap_result": probe.imap.outcome,
             "imap_error_code": probe.imap.error_code, "imap_error": probe.imap.error}
 
 
-def record_result(db: Database, clock: Clock, claim: ClaimedRow, probe: AccountProbe
+def record_result(db: Database, clock: Clock, claim: ClaimedRow, probe: AccountProbe | None
                   ) -> RowOutcome:
-    """Save the account, the row's result and the job's counters in one transaction."""
+    """Save the account, the row's result, the job's counters and its error counts in one
+    transaction. `probe` None: a re-test whose account was deleted before it was tested.
+
+    A connect row upserts its account. A re-test row writes only the account's result
+    columns, fenced by the settings version it tested: an account deleted meanwhile stays
+    deleted (the row reports account_deleted), and one whose settings changed meanwhile is
+    not touched (the row keeps its own result).
+    """
     now = clock.now()
-    verified = int(probe.verified)
     try:
         with db.core_transaction() as connection:
-            account_id = upsert_tested_account(connection, claim.team_id, claim.settings,
-                                               claim.credentials, probe, now)
-            mine = connection.execute(_FINISH_ROW, {
-                "row_id": claim.row_id, "attempt": claim.attempt, "finished_at": now,
-                "account_id": account_id, "account_status": verified,
-                "duration_ms": probe.duration_ms, **_results(probe),
-            }).rowcount
-            if not mine:
+            values = _row_result(connection, claim, probe, now)
+            if not connection.execute(_FINISH_ROW, {**_mine(claim), **values}).rowcount:
                 raise _LeaseLost
-            processed, total = connection.execute(_COUNT_ROW, {
-                "job_id": claim.job_id, "verified": verified, "unverified": 1 - verified,
-                "now": now,
-            }).one()
+            code = values["error_code"] or values["smtp_error_code"] or values["imap_error_code"]
+            verified = values["account_status"]
+            finished = _count(connection, claim.job_id, now, verified=verified,
+                              unverified=1 - verified, code=None if verified else code)
     except _LeaseLost:
         log.info("row %s was taken over by another worker; its result is theirs", claim.row_id)
-        return RowOutcome(recorded=False, job_id=claim.job_id)
-    return RowOutcome(recorded=True, job_id=claim.job_id, job_finished=processed >= total)
+        return RowOutcome(recorded=False, job_id=claim.job_id, row_id=claim.row_id)
+    return RowOutcome(recorded=True, job_id=claim.job_id, row_id=claim.row_id,
+                      job_finished=finished)
+
+
+def _row_result(connection: Connection, claim: ClaimedRow, probe: AccountProbe | None,
+                now: dt.datetime) -> dict[str, Any]:
+    deleted = {"finished_at": now, "account_status": 0, "duration_ms": None,
+               "error_code": ACCOUNT_DELETED, "account_id": None, **_NO_RESULTS}
+    if probe is None:
+        return deleted
+    if claim.target is None:
+        account_id = upsert_tested_account(connection, claim.team_id, claim.settings or {},
+                                           claim.credentials or "", probe, now)
+    else:
+        account_id = claim.target.account_id
+        if not write_retest_result(connection, claim.target, probe, now) and \
+                connection.execute(_ACCOUNT_EXISTS, {"account_id": account_id,
+                                                     "team_id": claim.team_id}).first() is None:
+            return {**deleted, "duration_ms": probe.duration_ms}
+    return {"finished_at": now, "account_id": account_id,
+            "account_status": int(probe.verified), "duration_ms": probe.duration_ms,
+            "error_code": None, **_results(probe)}
+
+
+def _count(connection: Connection, job_id: str, now: dt.datetime, *, verified: int = 0,
+           unverified: int = 0, invalid: int = 0, code: str | None = None) -> bool:
+    """Count a final row on its job (and its error code); True when it was the job's last."""
+    processed, total = connection.execute(_COUNT_ROW, {
+        "job_id": job_id, "verified": verified, "unverified": unverified, "invalid": invalid,
+        "now": now,
+    }).one()
+    if code is not None:
+        connection.execute(_count_error(connection.dialect.name),
+                           {"job_id": job_id, "code": code})
+    return processed >= total
+
+
+def finish_invalid(db: Database, clock: Clock, claim: ClaimedRow, errors: list[FieldError]
+                   ) -> RowOutcome:
+    """A row the worker found invalid (its provider could not be detected): final, counted
+    as invalid, never tested."""
+    now = clock.now()
+    with db.core_transaction() as connection:
+        mine = connection.execute(_INVALID_ROW, {
+            **_mine(claim), "error_code": INVALID_FIELDS, "finished_at": now,
+            "field_errors": [e.as_dict() for e in errors],
+        }).rowcount
+        finished = mine and _count(connection, claim.job_id, now, invalid=1,
+                                   code=INVALID_FIELDS)
+    return RowOutcome(recorded=bool(mine), job_id=claim.job_id, row_id=claim.row_id,
+                      job_finished=bool(finished))
+
+
+def store_settings(db: Database, claim: ClaimedRow, settings: dict[str, Any]) -> bool:
+    """Keep a detected row's completed settings, so a retry does not detect again and the
+    report shows what was filled in."""
+    with db.core_transaction() as connection:
+        return bool(connection.execute(
+            _STORE_SETTINGS, {**_mine(claim), "settings": settings}).rowcount)
 
 
 def defer_row(db: Database, clock: Clock, claim: ClaimedRow, probe: AccountProbe,
               delay_seconds: float) -> bool:
-    """Keep the row for another attempt in delay_seconds, and what this one learnt."""
+    """Make the row wait delay_seconds for another attempt, keeping what this one learnt."""
     retry_at = clock.now() + dt.timedelta(seconds=delay_seconds)
     with db.core_transaction() as connection:
         return bool(connection.execute(_DEFER_ROW, {
-            "row_id": claim.row_id, "attempt": claim.attempt, "retry_at": retry_at,
-            **_results(probe),
+            **_mine(claim), "retry_at": retry_at, **_results(probe),
         }).rowcount)
 
 
@@ -292,32 +469,129 @@ class RowProcessor:
     gate: HostGate
     policy: RetryPolicy
     lease_seconds: int
+    # The MX resolver of a job, for rows whose provider is detected here (one cache per job).
+    mx_for_job: Callable[[str], MxResolver] = field(
+        default_factory=lambda: JobMxCache().for_job)
 
-    def process(self, row_id: int) -> RowOutcome:
-        """Test this row, if it still needs it."""
+    def process(self, row_id: int) -> RowOutcome | None:
+        """Test this row, if it still needs it; None when it cannot be claimed."""
         claim = claim_row(self.db, self.clock, self.lease_seconds, row_id)
-        return RowOutcome(recorded=False) if claim is None else self._test(claim)
-
-    def process_next(self, job_id: str) -> RowOutcome | None:
-        """Test the job's next pending row; None when there is none."""
-        claim = claim_next_row(self.db, self.clock, self.lease_seconds, job_id)
         return None if claim is None else self._test(claim)
 
+    def process_next(self, job_id: str, avoid: frozenset[str] = frozenset()
+                     ) -> RowOutcome | None:
+        """Test the job's next pending row (on none of the `avoid` hosts); None when there
+        is none."""
+        claim = claim_next_row(self.db, self.clock, self.lease_seconds, job_id, avoid)
+        return None if claim is None else self._test(claim)
+
+    def run(self, queue: JobQueue, job_id: str | None = None, row_id: int | None = None,
+            budget: int = ROWS_PER_RUNNER) -> None:
+        """A runner: test up to `budget` rows of a job, publishing each row's follow-ups once
+        its transaction has committed.
+
+        It starts with `row_id` when given (a woken or timed row, which names the job), then
+        each row a freed slot woke (going on as a runner of that row's job), then the job's
+        next pending rows. Once a row had to wait for its host, the runner takes no more rows
+        of that host (they would only wait too), only rows of other hosts among the job's
+        next few; when there are none it stops. So idle runners never claim and park a whole
+        job whose rows all wait on one host, while rows for free hosts keep flowing. Out of
+        budget, it hands its woken row on, or else announces one successor.
+        """
+        woken: deque[tuple[int, tuple[str, ...]]] = deque()
+        if row_id is not None:
+            woken.append((row_id, ()))
+        busy: set[str] = set()
+        for _ in range(budget):
+            outcome = self._next(woken, job_id, frozenset(busy))
+            if outcome is None:
+                return
+            if job_id is not None and outcome.job_id != job_id:
+                # A woken row of another job: this runner goes on as that job's runner (its
+                # own runners stopped when its rows had to wait), and its old job gets a
+                # successor in its place.
+                queue.run_rows(job_id, 1)
+            job_id = outcome.job_id
+            self._follow_up(queue, outcome)
+            if outcome.woken:
+                # One woken row is started here, next; the rest at once on other threads, so
+                # no freed slot stays idle while this runner tests.
+                woken.append((outcome.woken[0], outcome.freed))
+                queue.wake_rows(outcome.woken[1:])
+            busy.update(outcome.busy)
+        if woken:
+            queue.wake_rows([row for row, _ in woken])
+        elif job_id is not None:
+            queue.run_rows(job_id, 1)
+
+    def _next(self, woken: deque[tuple[int, tuple[str, ...]]], job_id: str | None,
+              busy: frozenset[str]) -> RowOutcome | None:
+        while woken:
+            row_id, freed = woken.popleft()
+            outcome = self.process(row_id)
+            if outcome is not None:
+                return outcome
+            # Woken but done, cancelled or taken meanwhile: pass the freed slot on, or the
+            # rows still waiting for it would wait for the sweeper.
+            woken.extend((row, freed) for row in self.gate.wake(freed))
+        return None if job_id is None else self.process_next(job_id, busy)
+
+    @staticmethod
+    def _follow_up(queue: JobQueue, outcome: RowOutcome) -> None:
+        if outcome.retry_in is not None and outcome.row_id is not None:
+            queue.probe_row_later(outcome.row_id, outcome.retry_in)
+        if outcome.job_finished and outcome.job_id is not None:
+            queue.finish_job(outcome.job_id)
+
     def _test(self, claim: ClaimedRow) -> RowOutcome:
-        # A host at its cap sets the row aside instead of parking this thread, so rows for
-        # other hosts keep flowing.
-        decision = self.gate.acquire(claim.hosts)
-        if decision.lease is None:
-            park_row(self.db, self.clock, claim, decision.wait_seconds)
-            return RowOutcome(recorded=False, job_id=claim.job_id, row_id=claim.row_id,
-                              retry_in=decision.wait_seconds)
+        if claim.settings is None:
+            return record_result(self.db, self.clock, claim, None)
+        if claim.settings.get(DETECT):
+            # The MX lookup happens here, not in the POST; no database connection is held.
+            completed = complete_detected(claim.settings, self.mx_for_job(claim.job_id))
+            if isinstance(completed, list):
+                return finish_invalid(self.db, self.clock, claim, completed)
+            if not store_settings(self.db, claim, completed):
+                return RowOutcome(recorded=False, job_id=claim.job_id, row_id=claim.row_id)
+            claim = replace(claim, settings=completed)
+        lease, refused = self._acquire(claim)
+        if lease is None:
+            return refused
         try:
             # No database connection is held while the mailbox is tested.
             probe = probe_claimed(claim, self.cipher, self.prober)
         finally:
-            self.gate.release(decision.lease)
+            woken = tuple(self.gate.release(lease))
         delay = self.policy.retry_delay(probe, claim.attempt)
         if delay is not None and defer_row(self.db, self.clock, claim, probe, delay):
-            return RowOutcome(recorded=False, job_id=claim.job_id, row_id=claim.row_id,
-                              retry_in=delay)
-        return record_result(self.db, self.clock, claim, probe)
+            outcome = RowOutcome(recorded=False, job_id=claim.job_id, row_id=claim.row_id,
+                                 retry_in=delay)
+        else:
+            outcome = record_result(self.db, self.clock, claim, probe)
+        return replace(outcome, woken=woken, freed=lease.hosts)
+
+    def _acquire(self, claim: ClaimedRow) -> tuple[HostLease | None, RowOutcome]:
+        """The row's host slots, or the outcome of setting it aside.
+
+        A busy host: the row is made waiting first (with the lease time as the sweeper's
+        safety net should the waiting list be lost), then put on the host's list by a second
+        acquire that checks again, so a slot freed in between is never missed.
+        """
+        aside = RowOutcome(recorded=False, job_id=claim.job_id, row_id=claim.row_id,
+                           set_aside=True, busy=tuple(h.lower() for h in claim.hosts))
+        decision = self.gate.acquire(claim.hosts)
+        if decision.lease is not None:
+            return decision.lease, aside
+        if not decision.busy:  # the connect spacing: a timed wait
+            set_aside(self.db, self.clock, claim, decision.wait_seconds)
+            return None, replace(aside, retry_in=decision.wait_seconds)
+        if not set_aside(self.db, self.clock, claim, self.lease_seconds):
+            return None, aside  # not ours any more
+        decision = self.gate.acquire(claim.hosts, waiter=claim.row_id)
+        if decision.lease is None:
+            # On the list; or a timed wait for the spacing, which a message ends sooner.
+            return None, replace(aside, retry_in=None if decision.busy else decision.wait_seconds)
+        if take_back(self.db, self.clock, self.lease_seconds, claim):
+            return decision.lease, aside
+        woken = tuple(self.gate.release(decision.lease))  # cancelled meanwhile
+        return None, replace(aside, woken=woken, freed=decision.lease.hosts)

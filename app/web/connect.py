@@ -62,8 +62,7 @@ def connect():
         return replay
     batch = _read_batch(services.settings.max_accounts_per_request)
     submitted = submit_job(services.db, services.cipher, services.clock, g.team_id,
-                           batch.records, batch.ignored_columns, mx=services.mx_resolvers(),
-                           options=options)
+                           batch.records, batch.ignored_columns, options=options)
     return _accepted(submitted)
 
 

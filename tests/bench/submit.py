@@ -1,5 +1,7 @@
 """How long POST /v1/email-accounts/connect takes to answer 202 for N rows, and the web
-process's peak RSS meanwhile.
+process's peak RSS meanwhile. Three bodies: JSON, the same as CSV, and JSON rows that name
+no server or provider, each on its own unknown domain (the rows whose provider a worker
+detects from MX records: the POST must not look anything up).
 
     python -m tests.bench.submit --rows 10000 [--database-url postgresql://...]
 
@@ -38,6 +40,13 @@ def rows(count: int) -> list[dict]:
     return [bulk_row(f"user{i}@example.com") for i in range(count)]
 
 
+def unknown_domain_rows(count: int) -> list[dict]:
+    # No host, port, encryption or provider: the provider is to be recognised from MX records.
+    return [bulk_row(f"user@domain{i}.unknown.example", emailServiceProvider=None,
+                     smtpHost=None, smtpPort=None, smtpEncryption=None, imapHost=None,
+                     imapPort=None, imapEncryption=None) for i in range(count)]
+
+
 def csv_body(records: list[dict]) -> bytes:
     import pandas as pd
 
@@ -72,8 +81,10 @@ def main() -> None:
             csv = csv_body(rows(args.rows))
             results = {}
             web_peak = 0
+            unknown = json.dumps(unknown_domain_rows(args.rows)).encode()
             for name, data, content_type in (("json", body, "application/json"),
-                                             ("csv", csv, "text/csv")):
+                                             ("csv", csv, "text/csv"),
+                                             ("unknown_domains", unknown, "application/json")):
                 times = []
                 for run in range(args.runs):
                     with peak_rss(web.pid, largest_process=True) as peak:
@@ -94,6 +105,7 @@ def main() -> None:
     print(json.dumps({"rows": args.rows, "database": url.split(":")[0],
                       "json_median_s": round(results["json"], 3),
                       "csv_median_s": round(results["csv"], 3),
+                      "unknown_domains_median_s": round(results["unknown_domains"], 3),
                       "web_peak_rss_mb": round(web_peak / MB, 1)}))
 
 

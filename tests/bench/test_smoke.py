@@ -30,9 +30,19 @@ def test_throughput_benchmark_runs():
 def test_submit_benchmark_runs():
     result = run_bench("tests.bench.submit", "--rows", "300", "--runs", "1")
     assert result["rows"] == 300 and result["json_median_s"] > 0 and result["csv_median_s"] > 0
+    assert result["unknown_domains_median_s"] > 0
     assert result["web_peak_rss_mb"] > 0
 
 
 def test_memory_benchmark_runs():
     result = run_bench("tests.bench.memory", "--rows", "50", "--rows", "150")
     assert set(result["worker_peak_rss_mb"]) == {"50", "150"} and result["ratio"] > 0
+
+
+def test_busyhost_benchmark_runs():
+    result = run_bench("tests.bench.busyhost", "--rows", "60", "--cap", "3",
+                       "--latency-ms", "5")
+    assert (result["rows"], result["cap"], result["succeeded"]) == (60, 3, 60)
+    assert result["claims"] >= 60 and result["messages"] >= 2, "a start_job and a finish_job"
+    assert 1 <= result["peak_smtp"] <= 3 and 1 <= result["peak_imap"] <= 3
+    assert result["probe_ms"] > 0 and result["wall_ratio"] > 0

@@ -20,7 +20,11 @@ class SessionCounter:
 
 @contextmanager
 def counting_proxy(target_port: int, target_host: str = "127.0.0.1",
-                   delay_seconds: float = 0.0) -> Iterator[SessionCounter]:
+                   delay_seconds: float = 0.0, until_client_closes: bool = False
+                   ) -> Iterator[SessionCounter]:
+    """`until_client_closes`: a session counts while its client keeps it open, not until the
+    relay has closed both sides too (which lags the client by the added latency): put such a
+    proxy, without delay, in front of a delaying one to count what the client holds."""
     counter = SessionCounter()
     loop = asyncio.new_event_loop()
     lock = threading.Lock()
@@ -42,15 +46,25 @@ def counting_proxy(target_port: int, target_host: str = "127.0.0.1",
             counter.current += 1
             counter.total += 1
             counter.peak = max(counter.peak, counter.current)
+        counted = [True]
+
+        def uncount() -> None:
+            with lock:
+                if counted[0]:
+                    counter.current -= 1
+                    counted[0] = False
+
         try:
             server_reader, server_writer = await asyncio.open_connection(target_host, target_port)
-            await asyncio.gather(pipe(client_reader, server_writer),
-                                 pipe(server_reader, client_writer))
+            down = asyncio.ensure_future(pipe(server_reader, client_writer))
+            await pipe(client_reader, server_writer)
+            if until_client_closes:
+                uncount()
+            await down
         except ConnectionError:
             client_writer.close()
         finally:
-            with lock:
-                counter.current -= 1
+            uncount()
 
     async def start() -> asyncio.Server:
         return await asyncio.start_server(handle, "127.0.0.1", 0, backlog=512)

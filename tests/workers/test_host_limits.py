@@ -47,6 +47,14 @@ def test_cap_holds_across_two_worker_processes(api, env, tmp_path, crowd_server,
     assert status["succeeded"] == ACCOUNTS
     assert imap_sessions.total == ACCOUNTS
     assert 2 <= imap_sessions.peak <= CAP, imap_sessions
+    with api.services.db.reading() as session:
+        claims, attempts = zip(*session.execute(
+            select(ConnectJobRow.claims, ConnectJobRow.attempts)
+            .where(ConnectJobRow.job_id == request_id)).all(), strict=True)
+    # Rows wait on the host's list until a slot frees instead of being polled: a row is
+    # claimed again only when woken, and waiting never counts as an attempt.
+    assert sum(claims) < 1.5 * ACCOUNTS, claims
+    assert set(attempts) == {1}
 
 
 def test_a_stuck_host_does_not_idle_the_workers(api, env, tmp_path, mail_server):

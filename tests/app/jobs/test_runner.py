@@ -4,13 +4,14 @@ import io
 import threading
 from dataclasses import replace
 
+import fakeredis
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 
 from app.jobs.finish import finish_job
-from app.jobs.hostgate import OpenGate
-from app.jobs.intake import submit_job
+from app.jobs.hostgate import GateDecision, HostLease, OpenGate, RedisHostGate
+from app.jobs.intake import submit_job, submit_reconnect
 from app.jobs.runner import (
     ClaimedRow,
     RetryPolicy,
@@ -19,11 +20,12 @@ from app.jobs.runner import (
     claim_row,
     record_result,
     runners_for,
+    set_aside,
     start_job,
 )
 from app.jobs.status import job_view
 from app.jobs.sweeper import sweep
-from app.models import ConnectJobRow, EmailAccount, RowState
+from app.models import ConnectJobRow, EmailAccount, JobErrorCount, RowState
 from app.probe.model import AccountProbe, ErrorCode, ProtocolResult
 from app.teams import create_api_key
 from tests.factories import bulk_row
@@ -138,16 +140,19 @@ def test_start_is_idempotent(services, team_id):
     assert start_job(services.db, services.clock, job.job_id) == []
 
 
-def test_a_claimed_row_is_not_claimed_twice_until_its_lease_expires(services, team_id):
+def test_a_claimed_row_is_not_claimed_twice_and_a_late_worker_cannot_write(services, team_id):
     clock = FakeClock()
     job = submit(services, team_id, [bulk_row()])
     (row_id,) = start_job(services.db, clock, job.job_id)
     first = claim_row(services.db, clock, 60, row_id)
-    assert first is not None and first.attempt == 1
+    assert first is not None and (first.attempt, first.claims) == (1, 1)
     assert claim_row(services.db, clock, 60, row_id) is None
     clock.advance(61)
+    assert claim_row(services.db, clock, 60, row_id) is None, (
+        "an expired lease is the sweeper's to hand back, not a claim's")
+    assert sweep(services.db, clock, stall_seconds=300, concurrency=100).rows_revived == 1
     second = claim_row(services.db, clock, 60, row_id)
-    assert second is not None and second.attempt == 2
+    assert second is not None and (second.attempt, second.claims) == (2, 2)
 
     probe = AccountProbe(smtp=OK, imap=OK, duration_ms=1)
     late = record_result(services.db, clock, first, probe)
@@ -157,26 +162,51 @@ def test_a_claimed_row_is_not_claimed_twice_until_its_lease_expires(services, te
     assert (view.processed, view.succeeded) == (1, 1)
 
 
-def test_sweeper_requeues_expired_leases_and_stalled_jobs(services, team_id):
+def row_states(services, job_id):
+    with services.db.transaction() as session:
+        return {r.id: (r.state, r.lease_expires_at is not None, r.wait_until is not None)
+                for r in session.scalars(select(ConnectJobRow)
+                                         .where(ConnectJobRow.job_id == job_id))}
+
+
+def test_sweeper_revives_expired_leases_and_due_waits_with_a_few_runners(services, team_id):
     clock = FakeClock()
-    job = submit(services, team_id, [bulk_row("a@example.com"), bulk_row("b@example.com")])
-    row_a, row_b = start_job(services.db, clock, job.job_id)
-    claim_row(services.db, clock, 60, row_a)  # its worker dies here
-    assert sweep(services.db, clock, stall_seconds=300).rows_to_probe == []
+    job = submit(services, team_id, [bulk_row(f"u{i}@example.com") for i in range(30)])
+    row_ids = start_job(services.db, clock, job.job_id)
+    claims = [claim_row(services.db, clock, 60, row_id) for row_id in row_ids[:25]]
+    assert set_aside(services.db, clock, claims[0], 120), "a busy host: waiting 120 s"
+    actions = sweep(services.db, clock, stall_seconds=300, concurrency=100)
+    assert (actions.rows_revived, actions.runners) == (0, {})
 
-    clock.advance(61)
-    assert sweep(services.db, clock, stall_seconds=300).rows_to_probe == [row_a]
+    clock.advance(61)  # 24 workers died mid-test
+    actions = sweep(services.db, clock, stall_seconds=300, concurrency=100)
+    assert actions.rows_revived == 24
+    assert actions.runners == {job.job_id: 10}, "a few runners, never one message per row"
+    states = row_states(services, job.job_id)
+    assert states[row_ids[0]] == (RowState.WAITING, False, True), "a wait is not a lease"
+    assert states[row_ids[1]] == (RowState.PENDING, False, False)
 
-    clock.advance(300)
-    actions = sweep(services.db, clock, stall_seconds=300)
-    assert sorted(actions.rows_to_probe) == [row_a, row_b]
-    assert sweep(services.db, clock, stall_seconds=300).rows_to_probe == [row_a], (
-        "a stalled job is re-announced once per stall period")
+    clock.advance(60)
+    actions = sweep(services.db, clock, stall_seconds=300, concurrency=100)
+    assert (actions.rows_revived, actions.runners) == (1, {job.job_id: 1})
+    assert row_states(services, job.job_id)[row_ids[0]] == (RowState.PENDING, False, False)
 
-    for row_id in (row_a, row_b):
-        processor(services, FakeProber(), clock).process(row_id)
+
+def test_sweeper_gives_a_stalled_job_runners_once_per_stall_period(services, team_id):
+    clock = FakeClock()
+    job = submit(services, team_id, [bulk_row(f"u{i}@example.com") for i in range(300)])
+    start_job(services.db, clock, job.job_id)
     clock.advance(301)
-    assert sweep(services.db, clock, stall_seconds=300).jobs_to_finish == [job.job_id]
+    actions = sweep(services.db, clock, stall_seconds=300, concurrency=20)
+    assert actions.runners == {job.job_id: 30}, "as many as a start: 300 rows / 10"
+    assert sweep(services.db, clock, stall_seconds=300, concurrency=20).runners == {}
+
+    rows = processor(services, FakeProber(), clock)
+    while rows.process_next(job.job_id):
+        pass
+    clock.advance(301)
+    actions = sweep(services.db, clock, stall_seconds=300, concurrency=20)
+    assert (actions.runners, actions.jobs_to_finish) == ({}, [job.job_id])
 
 
 def test_sweeper_starts_forgotten_queued_jobs(services, team_id):
@@ -184,7 +214,8 @@ def test_sweeper_starts_forgotten_queued_jobs(services, team_id):
     services.clock = clock
     job = submit(services, team_id, [bulk_row()])
     clock.advance(301)
-    assert sweep(services.db, clock, stall_seconds=300).jobs_to_start == [job.job_id]
+    assert sweep(services.db, clock, stall_seconds=300,
+                 concurrency=100).jobs_to_start == [job.job_id]
 
 
 def test_finish_waits_until_every_row_is_final(services, team_id):
@@ -225,7 +256,7 @@ def test_transient_failure_is_retried_and_only_the_failed_protocol_retested(serv
     assert not first.recorded and 2 <= first.retry_in <= 4 and first.row_id == row_id
     assert job_view(services.db, team_id, job.job_id).processed == 0
     assert rows.process_next(job.job_id) is None, "not taken again before its retry is due"
-    assert not rows.process(row_id).recorded
+    assert row_states(services, job.job_id)[row_id] == (RowState.WAITING, False, True)
     clock.advance(first.retry_in + 0.01)
     second = rows.process(row_id)
     assert second.recorded and second.job_finished
@@ -278,34 +309,6 @@ def test_backoff_grows_exponentially_with_jitter_and_a_ceiling():
         assert len(delays) > 1, "jittered"
 
 
-def test_a_busy_host_sets_the_row_aside_and_its_attempt_does_not_count(services, team_id):
-    class BusyGate:
-        def acquire(self, hosts):
-            from app.jobs.hostgate import GateDecision
-            self.hosts = hosts
-            return GateDecision(None, 1.5)
-
-        def release(self, lease):
-            raise AssertionError("nothing to release")
-
-    job = submit(services, team_id, [bulk_row()])
-    (row_id,) = start_job(services.db, services.clock, job.job_id)
-    gate = BusyGate()
-    prober = FakeProber()
-    clock = FakeClock()
-    rows = processor(services, prober, gate=gate, clock=clock)
-    outcome = rows.process(row_id)
-    assert (outcome.recorded, outcome.row_id, outcome.retry_in) == (False, row_id, 1.5)
-    assert gate.hosts == ["smtp.example.com", "imap.example.com"]
-    assert prober.calls == []
-    with services.db.transaction() as session:
-        row = session.get(ConnectJobRow, row_id)
-        assert (row.state, row.attempts) == (RowState.TESTING, 0)
-    assert rows.process_next(job.job_id) is None, "set aside: runners pass it by"
-    clock.advance(1.6)
-    assert processor(services, prober, clock=clock).process(row_id).recorded
-
-
 def test_a_retry_asks_only_for_the_hosts_it_will_contact():
     settings = {"smtp": {"host": "smtp.example.com"}, "imap": {"host": "imap.example.com"}}
     claim = ClaimedRow(1, "job", 1, 2, settings, "token", verified=frozenset({"smtp"}))
@@ -348,3 +351,338 @@ def test_process_next_tests_the_next_row_and_says_when_none_is_left(services, te
     (0, 0), (1, 1), (60, 60), (100, 100), (500, 100), (1000, 100), (5000, 500), (50001, 5001)])
 def test_runner_count_fills_every_thread_then_caps_messages(pending, expected):
     assert runners_for(pending, concurrency=100, rows_per_runner=10) == expected
+
+
+class RecordingQueue:
+    """What a runner published, in order."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple] = []
+
+    def start_job(self, job_id):
+        self.published.append(("start_job", job_id))
+
+    def run_rows(self, job_id, runners):
+        self.published.append(("run_rows", job_id, runners))
+
+    def wake_rows(self, row_ids):
+        self.published.extend(("probe_row", row_id) for row_id in row_ids)
+
+    def probe_row_later(self, row_id, delay_seconds):
+        self.published.append(("probe_row_later", row_id))
+
+    def finish_job(self, job_id):
+        self.published.append(("finish_job", job_id))
+
+
+def redis_gate(**options) -> RedisHostGate:
+    return RedisHostGate(fakeredis.FakeRedis(), **{
+        "max_per_host": 1, "host_limits": {}, "lease_seconds": 30, **options})
+
+
+def row(services, row_id) -> ConnectJobRow:
+    with services.db.transaction() as session:
+        found = session.get(ConnectJobRow, row_id)
+        session.expunge(found)
+        return found
+
+
+class HookedProber(FakeProber):
+    """Runs `hooks[n]` during its n-th probe, while the runner holds that row's host slots."""
+
+    def __init__(self, hooks) -> None:
+        super().__init__()
+        self.hooks = hooks
+
+    def probe_sync(self, smtp, imap):
+        hook = self.hooks.get(len(self.calls))
+        result = super().probe_sync(smtp, imap)
+        if hook:
+            hook()
+        return result
+
+
+def test_a_busy_host_row_waits_on_the_hosts_list_and_a_release_starts_it(services, team_id):
+    job = submit(services, team_id, [bulk_row(f"u{i}@example.com") for i in range(3)])
+    first, second, third = start_job(services.db, services.clock, job.job_id)
+    gate = redis_gate()
+    holder = gate.acquire(["smtp.example.com"]).lease  # a single-account test holds the slot
+    prober, queue = FakeProber(), RecordingQueue()
+    rows = processor(services, prober, gate=gate)
+
+    rows.run(queue, job_id=job.job_id)
+    waiting = row(services, first)
+    assert (waiting.state, waiting.attempts, waiting.claims) == (RowState.WAITING, 0, 1)
+    assert waiting.lease_expires_at is None and waiting.wait_until is not None
+    assert gate.waiting("smtp.example.com") == [first]
+    assert prober.calls == [] and queue.published == [], (
+        "a runner that only set a row aside stops, and publishes nothing")
+    assert row(services, second).state == RowState.PENDING, "the job is not claimed and parked"
+
+    woken = gate.release(holder)
+    assert woken == [first]
+    rows.run(queue, row_id=first)  # its probe_row message: then on as a runner of the job
+    assert [row(services, r).state for r in (first, second, third)] == [RowState.DONE] * 3
+    assert [(row(services, r).attempts, row(services, r).claims)
+            for r in (first, second, third)] == [(1, 2), (1, 1), (1, 1)]
+    assert queue.published == [("finish_job", job.job_id)]
+    assert gate.in_use("smtp.example.com") == 0 and gate.waiting("smtp.example.com") == []
+
+
+def test_a_runner_starts_the_rows_its_release_woke_before_its_next_row(services, team_id):
+    job = submit(services, team_id, [bulk_row("a1@example.com"), bulk_row("a2@example.com")])
+    other = submit(services, team_id, [bulk_row("b1@example.com")])
+    start_job(services.db, services.clock, job.job_id)
+    (b1,) = start_job(services.db, services.clock, other.job_id)
+    gate, queue = redis_gate(), RecordingQueue()
+    # While a1 is being tested, the other job's runner finds the host busy.
+    prober = HookedProber({0: lambda: processor(services, FakeProber(), gate=gate)
+                           .run(queue, job_id=other.job_id)})
+    processor(services, prober, gate=gate).run(queue, job_id=job.job_id)
+    assert [smtp.username for smtp, _ in prober.calls] == ["a1@example.com", "b1@example.com"]
+    assert row(services, b1).claims == 2
+    assert queue.published == [("run_rows", job.job_id, 1), ("finish_job", other.job_id)], (
+        "it went on as the woken row's runner, and its own job got a successor")
+    processor(services, prober, gate=gate).run(queue, job_id=job.job_id)
+    assert prober.calls[-1][0].username == "a2@example.com"
+
+
+def test_a_woken_row_that_was_cancelled_passes_its_slot_on(services, team_id):
+    job = submit(services, team_id, [bulk_row(f"u{i}@example.com") for i in range(3)])
+    _, second, third = start_job(services.db, services.clock, job.job_id)
+    gate, queue = redis_gate(), RecordingQueue()
+
+    def park_two_and_cancel_one():
+        for _ in range(2):
+            processor(services, FakeProber(), gate=gate).run(queue, job_id=job.job_id)
+        assert gate.waiting("imap.example.com") == [second, third], "the first full host"
+        with services.db.transaction() as session:
+            session.execute(update(ConnectJobRow).where(ConnectJobRow.id == second)
+                            .values(state=RowState.CANCELLED))
+
+    prober = HookedProber({0: park_two_and_cancel_one})
+    processor(services, prober, gate=gate).run(queue, job_id=job.job_id)
+    assert [smtp.username for smtp, _ in prober.calls] == ["u0@example.com", "u2@example.com"]
+    assert row(services, second).state == RowState.CANCELLED, "never claimed"
+    assert row(services, third).state == RowState.DONE
+
+
+def test_register_then_recheck_takes_the_row_back_when_a_slot_freed(services, team_id):
+    class FreedMeanwhile(OpenGate):
+        def __init__(self):
+            self.asked = []
+
+        def acquire(self, hosts, waiter=None):
+            self.asked.append(waiter)
+            if waiter is None:
+                return GateDecision(None, 1.0, busy=True)
+            return GateDecision(HostLease(tuple(hosts), "t"))
+
+    job = submit(services, team_id, [bulk_row()])
+    (row_id,) = start_job(services.db, services.clock, job.job_id)
+    gate = FreedMeanwhile()
+    outcome = processor(services, FakeProber(), gate=gate).process(row_id)
+    assert outcome.recorded and gate.asked == [None, row_id]
+    done = row(services, row_id)
+    assert (done.state, done.attempts, done.claims) == (RowState.DONE, 1, 1)
+
+
+def test_a_runner_out_of_budget_announces_one_successor_or_hands_on_its_woken_row(
+        services, team_id):
+    job = submit(services, team_id, [bulk_row(f"u{i}@example.com") for i in range(3)])
+    start_job(services.db, services.clock, job.job_id)
+    queue = RecordingQueue()
+    processor(services, FakeProber()).run(queue, job_id=job.job_id, budget=2)
+    assert queue.published == [("run_rows", job.job_id, 1)]
+
+    other = submit(services, team_id, [bulk_row("a@example.com"), bulk_row("b@example.com")])
+    _, b = start_job(services.db, services.clock, other.job_id)
+    gate, queue = redis_gate(), RecordingQueue()
+    prober = HookedProber({0: lambda: processor(services, FakeProber(), gate=gate)
+                           .run(queue, job_id=other.job_id)})
+    processor(services, prober, gate=gate).run(queue, job_id=other.job_id, budget=1)
+    assert queue.published == [("probe_row", b)], "its woken row, instead of a successor"
+    assert row(services, b).state == RowState.WAITING
+
+
+def test_connect_spacing_is_a_timed_wait_with_a_message(services, team_id):
+    job = submit(services, team_id, [bulk_row("a@example.com"), bulk_row("b@example.com")])
+    a, b = start_job(services.db, services.clock, job.job_id)
+    gate, queue = redis_gate(max_per_host=5, min_interval_ms=60_000), RecordingQueue()
+    processor(services, FakeProber(), gate=gate).run(queue, job_id=job.job_id)
+    assert queue.published == [("probe_row_later", b)]
+    assert (row(services, a).state, row(services, b).state) == (RowState.DONE, RowState.WAITING)
+    assert row(services, b).attempts == 0 and gate.waiting("imap.example.com") == []
+
+
+def error_counts(services, job_id) -> dict[str, int]:
+    with services.db.transaction() as session:
+        return dict(session.execute(select(JobErrorCount.code, JobErrorCount.count)
+                                    .where(JobErrorCount.job_id == job_id)).all())
+
+
+def test_failed_rows_are_counted_by_error_code_with_their_result(services, team_id):
+    job = submit(services, team_id, [bulk_row(f"u{i}@example.com", smtpHost="bad.example.com")
+                                     for i in range(2)] + [bulk_row("ok@example.com")])
+    run_all(services, job.job_id, FakeProber())
+    assert error_counts(services, job.job_id) == {"auth_failed": 2}
+
+
+class FakeMx:
+    def __init__(self, answers) -> None:
+        self.answers, self.calls = answers, []
+
+    def mx_hosts(self, domain):
+        self.calls.append(domain)
+        return self.answers.get(domain, [])
+
+
+def hostless(email):
+    return bulk_row(email, **dict.fromkeys(("emailServiceProvider", "smtpHost", "smtpPort",
+                                            "smtpEncryption", "imapHost", "imapPort",
+                                            "imapEncryption")))
+
+
+def test_the_provider_is_detected_by_the_worker_not_at_intake(services, team_id):
+    job = submit(services, team_id, [hostless("a@acme.io"), hostless("b@acme.io"),
+                                     hostless("c@unknown.example")])
+    assert (job.total, job.invalid) == (3, 0), "intake looked nothing up"
+    row_ids = start_job(services.db, services.clock, job.job_id)
+    assert row(services, row_ids[0]).settings["detectProvider"] is True
+
+    mx = FakeMx({"acme.io": ["aspmx.l.google.com"]})
+    resolvers = {}
+    prober = FakeProber()
+    rows = replace(processor(services, prober),
+                   mx_for_job=lambda job_id: resolvers.setdefault(job_id, mx))
+    outcomes = [rows.process(row_id) for row_id in row_ids]
+    assert [o.recorded for o in outcomes] == [True, True, True] and outcomes[2].job_finished
+    assert mx.calls.count("acme.io") == 2 and set(resolvers) == {job.job_id}
+    assert [smtp.host for smtp, _ in prober.calls] == ["smtp.gmail.com", "smtp.gmail.com"]
+
+    invalid = row(services, row_ids[2])
+    assert (invalid.state, invalid.error_code) == (RowState.INVALID, "invalid_fields")
+    assert invalid.field_errors[0]["field"] == "smtpHost"
+    assert "unknown.example" in invalid.field_errors[0]["message"]
+    assert invalid.credentials is None
+    view = job_view(services.db, team_id, job.job_id)
+    assert (view.processed, view.succeeded, view.invalid) == (3, 2, 1)
+    assert error_counts(services, job.job_id) == {"invalid_fields": 1}
+
+    assert finish_job(services.db, services.clock, services.store, job.job_id)
+    view = job_view(services.db, team_id, job.job_id)
+    report = list(csv.DictReader(io.StringIO(requests.get(
+        services.store.download_url(view.report_key, 60), timeout=10).text)))
+    assert report[0]["filledIn"] == ("emailServiceProvider, smtpHost, smtpPort, smtpEncryption, "
+                                     "imapHost, imapPort, imapEncryption")
+    assert (report[2]["status"], report[2]["errorCode"]) == ("invalid", "invalid_fields")
+    with services.db.transaction() as session:
+        assert session.scalar(select(EmailAccount.provider)
+                              .where(EmailAccount.email == "a@acme.io")) == "gsuite"
+
+
+def retest_job(services, team_id, account_ids):
+    """A reconnect job whose rows carry only their account id (settings and credentials are
+    read from the account when the row is tested)."""
+    job = submit_reconnect(services.db, services.clock, team_id, account_ids)
+    with services.db.transaction() as session:
+        for row_no, account_id in enumerate(account_ids, start=1):
+            session.execute(update(ConnectJobRow)
+                            .where(ConnectJobRow.job_id == job.job_id,
+                                   ConnectJobRow.row_no == row_no)
+                            .values(settings=None, credentials=None, account_id=account_id))
+    return job, start_job(services.db, services.clock, job.job_id)
+
+
+def stored_account(services, team_id, email, host="smtp.example.com") -> int:
+    job = submit(services, team_id, [bulk_row(email, smtpHost=host)])
+    run_all(services, job.job_id, FakeProber())
+    with services.db.transaction() as session:
+        return session.scalar(select(EmailAccount.id).where(EmailAccount.email == email))
+
+
+def account(services, account_id) -> EmailAccount | None:
+    with services.db.transaction() as session:
+        found = session.get(EmailAccount, account_id)
+        if found is not None:
+            session.expunge(found)
+        return found
+
+
+def test_a_retest_row_tests_the_account_as_it_is_now(services, team_id):
+    account_id = stored_account(services, team_id, "a@example.com")
+    job, (row_id,) = retest_job(services, team_id, [account_id])
+    with services.db.transaction() as session:  # changed after the job was queued
+        session.execute(update(EmailAccount).where(EmailAccount.id == account_id)
+                        .values(smtp_host="bad.example.com",
+                                settings_version=EmailAccount.settings_version + 1))
+    prober = FakeProber()
+    assert processor(services, prober).process(row_id).recorded
+    assert prober.calls[0][0].host == "bad.example.com"
+    assert account(services, account_id).smtp_error_code == "auth_failed"
+    done = row(services, row_id)
+    assert (done.account_id, done.smtp_error_code) == (account_id, "auth_failed")
+    assert error_counts(services, job.job_id) == {"auth_failed": 1}
+
+
+def test_a_retest_row_of_a_deleted_account_reports_account_deleted(services, team_id):
+    account_id = stored_account(services, team_id, "a@example.com")
+    job, (row_id,) = retest_job(services, team_id, [account_id])
+    with services.db.transaction() as session:
+        session.execute(delete(EmailAccount).where(EmailAccount.id == account_id))
+    prober = FakeProber()
+    outcome = processor(services, prober).process(row_id)
+    assert outcome.recorded and outcome.job_finished and prober.calls == []
+    assert account(services, account_id) is None, "stays deleted"
+    done = row(services, row_id)
+    assert (done.state, done.error_code, done.account_status) == (
+        RowState.DONE, "account_deleted", 0)
+    view = job_view(services.db, team_id, job.job_id)
+    assert (view.processed, view.failed) == (1, 1)
+    assert error_counts(services, job.job_id) == {"account_deleted": 1}
+    assert finish_job(services.db, services.clock, services.store, job.job_id)
+    report = list(csv.DictReader(io.StringIO(requests.get(services.store.download_url(
+        job_view(services.db, team_id, job.job_id).report_key, 60), timeout=10).text)))
+    assert (report[0]["status"], report[0]["errorCode"]) == ("failed", "account_deleted")
+
+
+def test_a_retest_does_not_write_over_an_account_changed_or_deleted_during_its_probe(
+        services, team_id):
+    changed = stored_account(services, team_id, "a@example.com", host="bad.example.com")
+    deleted = stored_account(services, team_id, "b@example.com")
+    job, (changed_row, deleted_row) = retest_job(services, team_id, [changed, deleted])
+
+    def patch():  # a PATCH of the password while the probe runs
+        with services.db.transaction() as session:
+            session.execute(update(EmailAccount).where(EmailAccount.id == changed)
+                            .values(credentials="new-token", status=7,
+                                    settings_version=EmailAccount.settings_version + 1))
+
+    def remove():
+        with services.db.transaction() as session:
+            session.execute(delete(EmailAccount).where(EmailAccount.id == deleted))
+
+    rows = processor(services, HookedProber({0: patch, 1: remove}))
+    assert rows.process(changed_row).recorded and rows.process(deleted_row).recorded
+    kept = account(services, changed)
+    assert (kept.credentials, kept.status) == ("new-token", 7), "the PATCH is not reverted"
+    assert row(services, changed_row).smtp_error_code == "auth_failed", "the row keeps its own"
+    assert account(services, deleted) is None
+    assert row(services, deleted_row).error_code == "account_deleted"
+    assert error_counts(services, job.job_id) == {"auth_failed": 1, "account_deleted": 1}
+
+
+def test_after_a_busy_host_a_runner_takes_only_rows_of_other_hosts(services, team_id):
+    elsewhere = {"smtpHost": "smtp.other.example", "imapHost": "imap.other.example"}
+    job = submit(services, team_id, [
+        bulk_row("a@example.com"), bulk_row("b@example.com"),
+        bulk_row("c@example.com", **elsewhere), bulk_row("d@example.com", **elsewhere)])
+    first, second, third, fourth = start_job(services.db, services.clock, job.job_id)
+    gate, queue, prober = redis_gate(), RecordingQueue(), FakeProber()
+    gate.acquire(["smtp.example.com"])  # held elsewhere
+    processor(services, prober, gate=gate).run(queue, job_id=job.job_id)
+    assert [smtp.host for smtp, _ in prober.calls] == ["smtp.other.example"] * 2
+    assert [(row(services, r).state, row(services, r).claims)
+            for r in (first, second, third, fourth)] == [
+        (RowState.WAITING, 1), (RowState.PENDING, 0), (RowState.DONE, 1), (RowState.DONE, 1)]
+    assert queue.published == [], "its job's only other row waits for the same host"

@@ -168,28 +168,32 @@ def test_report_link_failure_is_503_not_500(client, api_key, services, queue):
     assert response.json["message"].startswith("reportURL:")
 
 
-def test_missing_hosts_are_filled_from_presets_and_mx_records(client, api_key, services, queue):
-    class GoogleMx:
-        def mx_hosts(self, domain):
-            return {"acme.com": ["aspmx.l.google.com"]}.get(domain, [])
+def test_missing_hosts_are_filled_from_presets_and_mx_lookups_are_left_to_workers(
+        client, api_key, services, queue):
+    class CountingMx:
+        calls: list[str] = []
 
-    services.mx_resolvers = GoogleMx
+        def mx_hosts(self, domain):
+            self.calls.append(domain)
+            return ["aspmx.l.google.com"]
+
+    services.mx_resolvers = CountingMx
     bare = {"smtpEmailAddress": "ann@acme.com", "smtpPassword": "pw"}
     rows = [bare, {**bare, "smtpEmailAddress": "bo@unknown.example"},
-            {**bare, "smtpEmailAddress": "cy@zoho.example", "emailServiceProvider": "zoho"}]
+            {**bare, "smtpEmailAddress": "cy@zoho.example", "emailServiceProvider": "zoho"},
+            {**bare, "smtpEmailAddress": "di@own.example", "emailServiceProvider": "custom"}]
     job_id = post(client, api_key, rows).json["payload"]["requestId"]
+    assert CountingMx.calls == [], "the POST does no network I/O"
     with services.db.reading() as session:
         stored = session.execute(select(ConnectJobRow).where(ConnectJobRow.job_id == job_id)
                                  .order_by(ConnectJobRow.row_no)).scalars().all()
-        detected, unknown, preset = stored
-        assert detected.state == "pending"
-        assert detected.settings["provider"] == "gsuite"
-        assert detected.settings["smtp"]["host"] == "smtp.gmail.com"
-        assert detected.settings["imap"]["host"] == "imap.gmail.com"
-        assert "emailServiceProvider" in detected.settings["filled"]
-        assert "smtpHost" in detected.settings["filled"]
-        assert unknown.state == "invalid"
-        assert any(e["field"] == "smtpHost" and "unknown.example" in e["message"]
-                   for e in unknown.field_errors)
+        deferred, other_domain, preset, custom = stored
+        for row in (deferred, other_domain):
+            assert row.state == "pending"
+            assert row.settings["detectProvider"] is True, "a worker detects the provider"
+            assert row.settings["smtp"]["host"] is None
         assert preset.settings["smtp"]["host"] == "smtp.zoho.com"
         assert "emailServiceProvider" not in preset.settings["filled"]
+        assert "detectProvider" not in preset.settings
+        assert custom.state == "invalid", "a custom server must be named"
+        assert any(e["field"] == "smtpHost" for e in custom.field_errors)
