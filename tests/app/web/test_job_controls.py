@@ -180,8 +180,8 @@ def test_status_shows_the_summary_and_failed_rows_link(client, api_key, services
                       [bulk_row("a@example.com"), bulk_row("b@example.com", smtpHost="bad.x"),
                        bulk_row("nope"), bulk_row("nope2")])
     payload = status(client, api_key, job_id)
-    assert payload["errorsByCode"] == {"invalid_fields": 2}, (
-        "failed rows are counted by the runner (another part of this issue)")
+    # Invalid rows are counted at intake, the failed one by the runner's result write.
+    assert payload["errorsByCode"] == {"invalid_fields": 2, "auth_failed": 1}
     assert payload["failedRowsURL"] and payload["reportURL"]
     assert payload["etaSeconds"] is None and payload["cancelled"] == 0
     assert payload["reportExpired"] is False and payload["webhook"] is None
