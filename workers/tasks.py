@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from celery import shared_task
+from celery.signals import worker_shutting_down
 from sqlalchemy.exc import OperationalError
 
 from app.jobs.finish import fail_job, finish_job
@@ -26,6 +28,15 @@ TRANSIENT = {"autoretry_for": (OperationalError,), "retry_backoff": 2,
              "retry_backoff_max": 30, "max_retries": 8}
 
 
+# Set on SIGTERM (a deploy): runners hand their work on instead of starting more rows.
+_shutting_down = threading.Event()
+
+
+@worker_shutting_down.connect
+def _stop_taking_rows(**_kwargs) -> None:
+    _shutting_down.set()
+
+
 @shared_task(name=START_JOB, **TRANSIENT)
 def start_job(job_id: str) -> None:
     rt = runtime()
@@ -37,7 +48,7 @@ def start_job(job_id: str) -> None:
 def run_rows(job_id: str) -> None:
     """A runner of the job: tests its next rows (see RowProcessor.run)."""
     rt = runtime()
-    rt.rows.run(rt.queue, job_id=job_id)
+    rt.rows.run(rt.queue, job_id=job_id, stopping=_shutting_down.is_set)
 
 
 @shared_task(name=PROBE_ROW, **TRANSIENT)
@@ -45,7 +56,7 @@ def probe_row(row_id: int) -> None:
     """Start this row (woken from a host's waiting list, or its wait is over), then go on as
     a runner of its job."""
     rt = runtime()
-    rt.rows.run(rt.queue, row_id=row_id)
+    rt.rows.run(rt.queue, row_id=row_id, stopping=_shutting_down.is_set)
 
 
 @shared_task(name=FINISH_JOB, bind=True, autoretry_for=(OperationalError, StorageError),

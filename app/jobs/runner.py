@@ -486,7 +486,8 @@ class RowProcessor:
         return None if claim is None else self._test(claim)
 
     def run(self, queue: JobQueue, job_id: str | None = None, row_id: int | None = None,
-            budget: int = ROWS_PER_RUNNER) -> None:
+            budget: int = ROWS_PER_RUNNER, stopping: Callable[[], bool] = lambda: False
+            ) -> None:
         """A runner: test up to `budget` rows of a job, publishing each row's follow-ups once
         its transaction has committed.
 
@@ -496,13 +497,17 @@ class RowProcessor:
         of that host (they would only wait too), only rows of other hosts among the job's
         next few; when there are none it stops. So idle runners never claim and park a whole
         job whose rows all wait on one host, while rows for free hosts keep flowing. Out of
-        budget, it hands its woken row on, or else announces one successor.
+        budget, it hands its woken row on, or else announces one successor. It does the same
+        as soon as `stopping()` says its worker is shutting down, so that a deploy's grace
+        period waits for one probe, not for a whole budget of them.
         """
         woken: deque[tuple[int, tuple[str, ...]]] = deque()
         if row_id is not None:
             woken.append((row_id, ()))
         busy: set[str] = set()
         for _ in range(budget):
+            if stopping():
+                break
             outcome = self._next(woken, job_id, frozenset(busy))
             if outcome is None:
                 return

@@ -686,3 +686,18 @@ def test_after_a_busy_host_a_runner_takes_only_rows_of_other_hosts(services, tea
             for r in (first, second, third, fourth)] == [
         (RowState.WAITING, 1), (RowState.PENDING, 0), (RowState.DONE, 1), (RowState.DONE, 1)]
     assert queue.published == [], "its job's only other row waits for the same host"
+
+
+def test_a_runner_of_a_worker_shutting_down_hands_its_work_on(services, team_id):
+    job = submit(services, team_id, [bulk_row(f"u{i}@example.com") for i in range(3)])
+    row_ids = start_job(services.db, services.clock, job.job_id)
+    queue, stops = RecordingQueue(), iter([False, True])
+    processor(services, FakeProber()).run(queue, job_id=job.job_id,
+                                          stopping=lambda: next(stops))
+    assert queue.published == [("run_rows", job.job_id, 1)], "a successor takes the rest"
+    assert [row(services, r).state for r in row_ids] == [
+        RowState.DONE, RowState.PENDING, RowState.PENDING], "one row tested, two left"
+
+    queue = RecordingQueue()
+    processor(services, FakeProber()).run(queue, row_id=123456, stopping=lambda: True)
+    assert queue.published == [("probe_row", 123456)], "a woken row is handed on untouched"
