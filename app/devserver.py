@@ -130,14 +130,13 @@ def _supervise(children: list[tuple[str, subprocess.Popen]]) -> int:
 
 
 def _stop(children: list[tuple[str, subprocess.Popen]]) -> None:
+    # Newest first, one at a time: the worker finishes the probes in hand and acks its
+    # messages while Redis and the S3 server it talks to are still up.
     for _name, process in reversed(children):
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for _name, process in reversed(children):
         try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
-
-
+            process.wait()
