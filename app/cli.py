@@ -49,6 +49,53 @@ def api_key_create(team: str) -> None:
     click.echo(issued.key)
 
 
+@api_key.command("list")
+@click.option("--team", required=True, help="Team name.")
+def api_key_list(team: str) -> None:
+    """One line per key of TEAM: its prefix, created, last used, revoked. Never the key."""
+    from app.db import Database
+    from app.jobs.status import iso
+    from app.teams import list_api_keys
+
+    db = Database(_settings().sqlalchemy_url)
+    keys = list_api_keys(db, _team_id(db, team))
+    if not keys:
+        click.echo(f"team {team} has no API keys", err=True)
+    for key in keys:
+        line = (f"{key.prefix}  created {iso(key.created_at)}"
+                f"  last used {iso(key.last_used_at) or 'never'}")
+        if key.revoked_at is not None:
+            line += f"  revoked {iso(key.revoked_at)}"
+        click.echo(line)
+
+
+@api_key.command("revoke")
+@click.argument("key_or_prefix")
+def api_key_revoke(key_or_prefix: str) -> None:
+    """Revoke a key, given whole or by the prefix `api-key list` prints. It is refused within
+    a second by every web process. Revoking a revoked key changes nothing."""
+    from app.clock import SystemClock
+    from app.db import Database
+    from app.jobs.status import iso
+    from app.teams import AmbiguousKeyPrefix, KeyNotFound, revoke_api_key
+
+    try:
+        done = revoke_api_key(Database(_settings().sqlalchemy_url), SystemClock(),
+                              key_or_prefix.strip())
+    except KeyNotFound:
+        # The argument may be a whole key: never echo it.
+        raise click.ClickException("no API key has that key or prefix") from None
+    except AmbiguousKeyPrefix as exc:
+        raise click.ClickException(
+            f"prefix {exc.prefix} matches {exc.matches} keys; revoke with the whole key"
+        ) from None
+    if done.already_revoked:
+        click.echo(f"{done.prefix} (team {done.team_name}) was already revoked at "
+                   f"{iso(done.revoked_at)}")
+    else:
+        click.echo(f"revoked {done.prefix} (team {done.team_name})")
+
+
 @main.group("webhook-url")
 def webhook_url() -> None:
     """A team's default webhook URL (a job's callbackUrl overrides it)."""

@@ -71,6 +71,10 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    # Written at most about once a minute per key and web process, never once per request.
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # A revoked key is kept (list shows it) but no longer authenticates.
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
 class EmailAccount(Base):

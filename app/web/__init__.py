@@ -29,7 +29,7 @@ def create_app(
     app.json.sort_keys = False
     app.extensions["mailconnect"] = services
     app.extensions["mailconnect.queue"] = queue
-    app.extensions["mailconnect.keys"] = KeyCache(services.db)
+    app.extensions["mailconnect.keys"] = KeyCache(services.db, clock=services.clock)
     register_error_handlers(app)
     app.register_blueprint(connect.blueprint)
     app.register_blueprint(accounts.blueprint)

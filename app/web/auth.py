@@ -15,7 +15,8 @@ def require_team() -> None:
             key = token.strip()
     if not key:
         raise ApiError(401, "x-api-key: is required (or Authorization: Bearer <key>)")
+    # The key cache re-checks each key at least once a second, so a revoked key stops here.
     team_id = current_app.extensions["mailconnect.keys"].team_for_key(key)
     if team_id is None:
-        raise ApiError(401, "x-api-key: is not a valid API key")
+        raise ApiError(401, "x-api-key: is not a valid API key (unknown or revoked)")
     g.team_id = team_id

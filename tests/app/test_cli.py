@@ -64,3 +64,68 @@ def test_webhook_url_and_secret_of_a_team(tmp_path, monkeypatch):
         team_id, stored = session.execute(select(Team.id, Team.webhook_secret)).one()
     assert secret.startswith("whsec_") and secret not in stored
     assert webhook_secret(db, load_settings().credential_cipher(), team_id).reveal() == secret
+
+
+def _create(runner: CliRunner, team: str) -> str:
+    result = runner.invoke(main, ["api-key", "create", "--team", team])
+    assert result.exit_code == 0, result.output
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_api_key_list_and_revoke(database_url, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    runner = CliRunner()
+    first, second = _create(runner, "acme"), _create(runner, "acme")
+    _create(runner, "other")
+
+    listed = runner.invoke(main, ["api-key", "list", "--team", "acme"])
+    assert listed.exit_code == 0, listed.output
+    lines = listed.stdout.strip().splitlines()
+    assert [line.split()[0] for line in lines] == [first[:10], second[:10]]
+    assert all("created 20" in line and "last used never" in line for line in lines)
+    assert first not in listed.output and "revoked" not in listed.output
+    assert team_for_key(Database(database_url), first) is not None
+
+    by_prefix = runner.invoke(main, ["api-key", "revoke", lines[0].split()[0]])
+    assert by_prefix.exit_code == 0, by_prefix.output
+    assert f"revoked {first[:10]} (team acme)" in by_prefix.stdout
+    by_key = runner.invoke(main, ["api-key", "revoke", second])
+    assert by_key.exit_code == 0 and second[:10] in by_key.stdout
+    assert second not in by_key.output  # the key itself is never echoed
+    twice = runner.invoke(main, ["api-key", "revoke", first])
+    assert twice.exit_code == 0 and "already revoked" in twice.stdout
+
+    after = runner.invoke(main, ["api-key", "list", "--team", "acme"]).stdout.splitlines()
+    assert all("  revoked 20" in line for line in after) and len(after) == 2
+    db = Database(database_url)
+    assert team_for_key(db, first) is None and team_for_key(db, second) is None
+    other = runner.invoke(main, ["api-key", "list", "--team", "other"]).stdout.splitlines()
+    assert len(other) == 1 and "revoked" not in other[0]
+
+
+def test_api_key_revoke_refuses_an_ambiguous_or_unknown_prefix(database_url, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    runner = CliRunner()
+    key = _create(runner, "acme")
+    db = Database(database_url)
+    with db.transaction() as session:  # another key with the same printed prefix
+        team_id, created = session.execute(select(ApiKey.team_id, ApiKey.created_at)).one()
+        session.add(ApiKey(team_id=team_id, key_hash="f" * 64, prefix=key[:10],
+                           created_at=created))
+
+    ambiguous = runner.invoke(main, ["api-key", "revoke", key[:10]])
+    assert ambiguous.exit_code == 1
+    assert f"prefix {key[:10]} matches 2 keys" in ambiguous.output
+    unknown = runner.invoke(main, ["api-key", "revoke", "mc_nothing"])
+    assert unknown.exit_code == 1 and "no API key" in unknown.output
+    wrong_key = "mc_" + "A" * 43
+    unknown_key = runner.invoke(main, ["api-key", "revoke", wrong_key])
+    assert unknown_key.exit_code == 1 and wrong_key not in unknown_key.output
+    assert team_for_key(db, key) is not None  # nothing was revoked
+    assert runner.invoke(main, ["api-key", "revoke", key]).exit_code == 0
+
+
+def test_api_key_list_of_an_unknown_team_is_an_error(database_url, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    result = CliRunner().invoke(main, ["api-key", "list", "--team", "nobody"])
+    assert result.exit_code == 1 and "no team named 'nobody'" in result.output
