@@ -16,6 +16,9 @@ from typing import IO, Any
 import pandas as pd
 from pandas.api.types import is_numeric_dtype
 
+# The files are UTF-8; said so, because a download without a charset is read as Latin-1 and
+# turns "Zoë" into "ZoÃ«".
+CONTENT_TYPE = "text/csv; charset=utf-8"
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 

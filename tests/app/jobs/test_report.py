@@ -2,10 +2,13 @@
 
 import pandas as pd
 import pytest
+from sqlalchemy import select
 
+from app.accounts.service import account_view
 from app.jobs import report
 from app.jobs.csvsafe import neutralise, neutralise_frame
 from app.jobs.finish import finish_job
+from app.models import EmailAccount
 from app.probe.model import AccountProbe, ErrorCode, ProtocolResult
 from app.teams import create_api_key
 from tests.app.jobs.helpers import download, view
@@ -36,9 +39,9 @@ class HostileServerProber:
         self.replies = replies
 
     def probe_sync(self, smtp, imap):
-        reply = self.replies.get(smtp.username)
-        if reply is None:
+        if not smtp.host.startswith("bad"):
             return AccountProbe(smtp=OK, imap=OK, duration_ms=7)
+        reply = self.replies.get(smtp.username, "535 5.7.8 not accepted")
         failed = ProtocolResult("failed", ErrorCode.AUTH_FAILED, reply)
         return AccountProbe(smtp=failed, imap=ProtocolResult("failed", ErrorCode.AUTH_FAILED,
                                                              reply), duration_ms=7)
@@ -49,8 +52,14 @@ def hostile_job(services, team_id) -> str:
     rows = ([bulk_row(payload) for payload in [*PAYLOADS, "=cmd|' /C calc'!A0@x.com"]]
             + [bulk_row(email) for email in VALID_FORMULA_EMAILS]
             + [bulk_row(email, smtpHost="bad.example.com") for email in replies])
+    return hostile_job_of(services, team_id, rows, replies)
+
+
+def hostile_job_of(services, team_id, rows, replies=None) -> str:
+    """Run the rows to a finished job; rows whose smtpHost starts 'bad' fail with the reply
+    for their user name (a payload), or with a plain 535."""
     job = submit(services, team_id, rows)
-    run_all(services, job.job_id, HostileServerProber(replies))
+    run_all(services, job.job_id, HostileServerProber(replies or {}))
     assert finish_job(services.db, services.clock, services.store, job.job_id)
     return job.job_id
 
@@ -116,3 +125,17 @@ def test_neutralise_frame_quotes_text_columns_only():
     frame["id"] = pd.Series([-7, None]).astype("Int64")
     csv = neutralise_frame(frame).to_csv(index=False)
     assert csv.splitlines() == ["text,count,ratio,id", "'-2,-2,-1.5,-7", "ok,3,0.5,"]
+
+
+def test_unicode_names_reach_the_account_and_the_failed_rows_file_intact(services, team_id):
+    names = {"fromName": "Zoë Ñúñez 李雷", "fromFirstName": "Zoë", "fromLastName": "Ñúñez 李雷"}
+    rows = [bulk_row("zoe@example.com", **names),
+            bulk_row("lei@example.com", smtpHost="bad.example.com", **names)]
+    job_id = hostile_job_of(services, team_id, rows)
+    with services.db.reading() as session:
+        account = session.scalars(select(EmailAccount)
+                                  .where(EmailAccount.email == "zoe@example.com")).one()
+        shown = account_view(account)
+    assert {name: shown[name] for name in names} == names
+    _, failed = download(services, view(services, team_id, job_id).failed_rows_key)
+    assert [{name: r[name] for name in names} for r in failed] == [names]
