@@ -34,6 +34,9 @@ _EMAIL = re.compile(r"^[^@\s\"<>,;]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
                        r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$")
 _IPV6_LITERAL = re.compile(r"^\[?[0-9A-Fa-f:.]+\]?$")
+# C0 controls and DEL. In a user name, CR LF would end the IMAP command or SMTP AUTH line early
+# and smuggle in another; in a host name they have no business at all.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 ENCRYPTION_NAMES = {
     "ssl": Encryption.SSL,
@@ -57,6 +60,18 @@ def _blank_to_none(value: Any) -> Any:
         value = value.strip()
         return value or None
     return value
+
+
+def _no_control(value: Any) -> Any:
+    # Checked before blanks are stripped: a trailing tab or line break is refused too, not
+    # quietly trimmed, so what is tested is exactly what was given.
+    if isinstance(value, str) and (found := _CONTROL.search(value)):
+        raise ValueError("must not contain control characters (U+0000 to U+001F or U+007F; "
+                         f"found U+{ord(found.group()):04X})")
+    return value
+
+
+NoControl = BeforeValidator(_no_control)
 
 
 def _email(value: Any) -> str:
@@ -113,11 +128,14 @@ def _between(low: int, high: int) -> AfterValidator:
 
 # Length limits sit inside the Optional: on the union, pydantic would apply them to None.
 Text = Annotated[Annotated[str, Field(max_length=200)] | None, BeforeValidator(_blank_to_none)]
-Email = Annotated[str, BeforeValidator(_blank_to_none), BeforeValidator(_email)]
-OptionalEmail = Annotated[str | None, _unless_blank(_email)]
-Host = Annotated[str | None, _unless_blank(lambda v: _host(v) if isinstance(v, str) else v)]
+# Host names, user names and the addresses that stand in for a missing user name refuse
+# control characters (NoControl is listed last because pydantic runs it first).
+Email = Annotated[str, BeforeValidator(_blank_to_none), BeforeValidator(_email), NoControl]
+OptionalEmail = Annotated[str | None, _unless_blank(_email), NoControl]
+Host = Annotated[str | None, _unless_blank(lambda v: _host(v) if isinstance(v, str) else v),
+                 NoControl]
 Username = Annotated[Annotated[str, Field(max_length=320)] | None,
-                     BeforeValidator(_blank_to_none)]
+                     BeforeValidator(_blank_to_none), NoControl]
 Password = Annotated[Annotated[SecretStr, Field(max_length=1024)] | None,
                      BeforeValidator(_blank_to_none)]
 Port = Annotated[int | None, _unless_blank(_port), _between(1, 65535)]

@@ -2,7 +2,7 @@
 so a user can fix them in a spreadsheet and submit the file again.
 
 Password columns are there but always empty (the user fills them in), and every cell that a
-spreadsheet would run as a formula is neutralised with a leading apostrophe.
+spreadsheet would run as a formula is neutralised (app.jobs.csvsafe), as in the report.
 """
 
 from __future__ import annotations
@@ -17,25 +17,17 @@ from app.accounts.retest import stored_settings
 from app.accounts.saving import SENDING_COLUMNS
 from app.db import Database
 from app.importing.rows import BulkRow
+from app.jobs.csvsafe import write_csv
 from app.jobs.intake import PASSWORD_FIELDS
 from app.models import EmailAccount
 
 BULK_FIELDS: tuple[str, ...] = tuple(BulkRow.model_fields)
 COLUMNS = [*BULK_FIELDS, "errorCode", "error", "hint"]
-# What a spreadsheet takes for the start of a formula (or of a hidden line).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
 def failed_rows_key(team_id: int, job_id: str) -> str:
     # The random part keeps the file's name unguessable from the requestId alone.
     return f"failed-rows/{team_id}/{job_id}-{secrets.token_urlsafe(16)}.csv"
-
-
-def neutralise(value: Any) -> Any:
-    """A cell a spreadsheet shows as text, never runs: '=HYPERLINK(..)' stays text."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
 
 
 class FailedRowsWriter:
@@ -56,8 +48,8 @@ class FailedRowsWriter:
         accounts = self._accounts({raw.account_id for raw, _ in chosen
                                    if raw.settings is None and raw.account_id is not None})
         records = [_record(raw, report, accounts) for raw, report in chosen]
-        frame = pd.DataFrame.from_records(records, columns=COLUMNS).map(neutralise)
-        frame.to_csv(self._out, header=self.count == 0, index=False)
+        frame = pd.DataFrame.from_records(records, columns=COLUMNS)
+        write_csv(frame, self._out, header=self.count == 0)
         self.count += len(frame)
 
     def _accounts(self, ids: set[int]) -> dict[int, dict[str, Any]]:

@@ -11,6 +11,7 @@ from sqlalchemy import case, func, select, update
 
 from app.clock import Clock
 from app.db import Database
+from app.jobs.csvsafe import CONTENT_TYPE as CSV_CONTENT_TYPE
 from app.jobs.failed_rows import FailedRowsWriter, failed_rows_key
 from app.jobs.report import write_report
 from app.models import ConnectJob, JobStatus
@@ -47,10 +48,10 @@ def finish_job(db: Database, clock: Clock, store: ReportStore, job_id: str) -> b
                 failed_path.open("w", newline="", encoding="utf-8") as failed_out:
             failed = FailedRowsWriter(db, job.team_id, failed_out)
             count = write_report(db, job_id, out, also=failed)
-        store.upload_file(key, path, "text/csv")
+        store.upload_file(key, path, CSV_CONTENT_TYPE)
         if failed.count:
             failed_key = failed_rows_key(job.team_id, job_id)
-            store.upload_file(failed_key, failed_path, "text/csv")
+            store.upload_file(failed_key, failed_path, CSV_CONTENT_TYPE)
     now = clock.now()
     with db.transaction() as session:
         ended = session.execute(

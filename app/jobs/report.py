@@ -1,4 +1,7 @@
-"""The per-row CSV report, built with pandas in bounded memory: one chunk of rows at a time."""
+"""The per-row CSV report, built with pandas in bounded memory: one chunk of rows at a time.
+
+Every text cell is neutralised (app.jobs.csvsafe), so no cell runs as a spreadsheet formula.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import pandas as pd
 from sqlalchemy import select
 
 from app.db import Database
+from app.jobs.csvsafe import write_csv
 from app.jobs.intake import ACCOUNT_NOT_FOUND, DUPLICATE_IN_REQUEST, INVALID_FIELDS
 from app.models import ConnectJobRow, RowState
 from app.probe.hints import hint_for
@@ -46,10 +50,10 @@ def write_report(db: Database, job_id: str, out: IO[str], also: RowSink | None =
         frame = pd.DataFrame.from_records(chunk, columns=COLUMNS)
         for column in ("accountId", "accountStatus", "durationMs"):
             frame[column] = frame[column].astype("Int64")
-        frame.to_csv(out, header=written == 0, index=False)
+        write_csv(frame, out, header=written == 0)
         written += len(frame)
     if written == 0:
-        pd.DataFrame(columns=COLUMNS).to_csv(out, index=False)
+        write_csv(pd.DataFrame(columns=COLUMNS), out, header=True)
     return written
 
 

@@ -142,3 +142,44 @@ def test_explicit_null_number_is_not_given(field):
 def test_missing_smtp_host_is_required_without_a_preset():
     assert errors_of(bulk_row(emailServiceProvider="smtp", smtpHost=None)) == {
         "smtpHost": "is required"}
+
+
+CONTROL_CHARACTERS = [chr(c) for c in range(0x20)] + ["\x7f"]
+# Fields that become a login or a server to connect to. An address stands in for a missing
+# user name, so it is held to the same rule.
+LOGIN_FIELDS = ["smtpHost", "imapHost", "smtpUserName", "imapUserName", "smtpEmailAddress",
+                "imapEmailAddress"]
+LOGIN_VALUES = {"smtpHost": "smtp.example.com", "imapHost": "imap.example.com"}
+
+
+@pytest.mark.parametrize("field", LOGIN_FIELDS)
+@pytest.mark.parametrize("character", CONTROL_CHARACTERS, ids=lambda c: f"U+{ord(c):04X}")
+def test_host_and_user_names_refuse_control_characters(field, character):
+    good = LOGIN_VALUES.get(field, "sarah@example.com")
+    # Inside the value, and at its end, where stripping a cell must not quietly drop it.
+    for value in (good[:4] + character + good[4:], good + character):
+        errors = errors_of(bulk_row(**{field: value}))
+        assert list(errors) == [field], (value, errors)
+        if character == "\x00":
+            assert errors[field] == "must not contain NUL characters"
+        else:
+            assert errors[field] == ("must not contain control characters (U+0000 to U+001F "
+                                     f"or U+007F; found U+{ord(character):04X})")
+
+
+def test_a_user_name_with_a_line_break_cannot_smuggle_a_command():
+    errors = errors_of(bulk_row(smtpUserName="sarah@example.com\r\nA1 LOGOUT",
+                                imapUserName="sarah\r\n@example.com"))
+    assert set(errors) == {"smtpUserName", "imapUserName"}
+    assert all("control characters" in message for message in errors.values())
+
+
+def test_unicode_display_names_are_kept_exactly():
+    result = validate_row(bulk_row(fromFirstName="Zoë", fromLastName="Ñúñez 李雷",
+                                   fromName="Zoë Ñúñez 李雷 🚀"))
+    assert isinstance(result, AccountInput), result
+    assert (result.from_first_name, result.from_last_name, result.from_name) == (
+        "Zoë", "Ñúñez 李雷", "Zoë Ñúñez 李雷 🚀")
+    joined = validate_row(bulk_row(fromFirstName="Zoë", fromLastName="Ñúñez 李雷"))
+    assert joined.from_name == "Zoë Ñúñez 李雷"
+    assert joined.settings()["fromName"] == "Zoë Ñúñez 李雷"

@@ -178,6 +178,30 @@ def test_single_connect_saves_whatever_the_result(client, api_key, real_services
             "alice@example.test", "dave@example.test"]
 
 
+def test_unicode_display_names_are_kept_through_to_the_api(client, api_key, mail_server):
+    names = {"fromName": "Zoë Ñúñez 李雷", "fromFirstName": "Zoë", "fromLastName": "Ñúñez 李雷"}
+    connected = client.post(f"{BASE}/smtp-imap/connect",
+                            json={**single(mail_server, "alice@example.test"), **names},
+                            headers=headers(api_key))
+    assert connected.status_code == 200, connected.json
+    account_id = connected.json["payload"]["id"]
+    shown = client.get(f"{BASE}/{account_id}", headers=headers(api_key)).json["payload"]
+    assert {name: shown[name] for name in names} == names
+
+
+def test_single_connect_refuses_control_characters_in_hosts_and_user_names(client, api_key,
+                                                                           mail_server):
+    body = single(mail_server, "alice@example.test")
+    body["payload"]["smtp"]["host"] = "localhost\r\n"
+    body["payload"]["imap"]["userName"] = "alice@example.test\r\nA1 LOGOUT"
+    response = client.post(f"{BASE}/smtp-imap/connect", json=body, headers=headers(api_key))
+    assert response.status_code == 422, response.json
+    errors = {e["field"]: e["message"] for e in response.json["errors"]}
+    assert set(errors) == {"smtpHost", "imapUserName"}
+    assert all("control characters" in message for message in errors.values())
+    assert "LOGOUT" not in str(response.json), "the refused value is not echoed back"
+
+
 def test_single_connect_dry_run_saves_nothing(client, api_key, real_services, mail_server):
     response = client.post(f"{BASE}/smtp-imap/connect",
                            json=single(mail_server, "alice@example.test", test=True),

@@ -1,0 +1,44 @@
+"""CSV cells a spreadsheet shows as text and never runs as a formula (CSV injection).
+
+Excel, LibreOffice and Google Sheets treat a cell starting with `=`, `+`, `-` or `@` as a
+formula, and a leading tab, CR or LF can hide one behind what looks like whitespace. Every text
+cell the service writes for a user to open (the report and the failed-rows file) goes through
+`neutralise`, so one place decides what is safe: an apostrophe in front makes the cell text.
+Both are written by `write_csv`, with CRLF line ends (RFC 4180): with pandas' default "\n", a
+bare CR inside a cell goes out unquoted, and a spreadsheet that breaks the row there would see
+a new cell starting "=1" that no apostrophe protects.
+"""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+import pandas as pd
+from pandas.api.types import is_numeric_dtype
+
+# The files are UTF-8; said so, because a download without a charset is read as Latin-1 and
+# turns "Zoë" into "ZoÃ«".
+CONTENT_TYPE = "text/csv; charset=utf-8"
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def neutralise(value: Any) -> Any:
+    """`value` as text a spreadsheet will not evaluate: '=HYPERLINK(..)' stays text."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def neutralise_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with every text cell neutralised. Numeric columns (ids, counts, durations)
+    are left as numbers: a number is never a formula, and quoting one would turn it to text."""
+    for column in frame.columns:
+        if not is_numeric_dtype(frame[column]):
+            frame[column] = frame[column].map(neutralise)
+    return frame
+
+
+def write_csv(frame: pd.DataFrame, out: IO[str], header: bool) -> None:
+    """Append the frame to `out` (opened with newline=""), every text cell neutralised and
+    every cell holding a CR or LF quoted."""
+    neutralise_frame(frame).to_csv(out, header=header, index=False, lineterminator="\r\n")
