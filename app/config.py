@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.credentials import CredentialCipher
 from app.probe.model import IPNetwork, ProbeSettings
+from app.probe.policy import HostPolicy, parse_banned_hosts, parse_ports
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,13 @@ class Settings(BaseSettings):
     probe_timeout_seconds: float = Field(default=20.0, gt=0, le=300, alias="PROBE_TIMEOUT_SECONDS")
     probe_allow_networks: str = Field(default="", alias="PROBE_ALLOW_NETWORKS")
     probe_extra_ca_file: str | None = Field(default=None, alias="PROBE_EXTRA_CA_FILE")
+    # Comma-separated host names and IP addresses the service refuses outright. A name bans
+    # itself and every subdomain; a leading dot changes nothing (`.example.com` is
+    # `example.com`, which also bans `mail.example.com` but not `badexample.com`).
+    probe_banned_hosts: str = Field(default="", alias="PROBE_BANNED_HOSTS")
+    # Comma-separated ports and inclusive ranges the probe may dial, e.g. `25,465,20000-29999`.
+    probe_allowed_ports: str = Field(default="25,465,587,2525,143,993",
+                                     alias="PROBE_ALLOWED_PORTS")
     probe_local_hostname: str = Field(
         default="mailconnect.localdomain", alias="PROBE_LOCAL_HOSTNAME"
     )
@@ -88,6 +97,18 @@ class Settings(BaseSettings):
     @classmethod
     def _networks_parse(cls, value: str) -> str:
         _parse_networks(value)
+        return value
+
+    @field_validator("probe_banned_hosts")
+    @classmethod
+    def _banned_hosts_parse(cls, value: str) -> str:
+        _setting("PROBE_BANNED_HOSTS", parse_banned_hosts, value)
+        return value
+
+    @field_validator("probe_allowed_ports")
+    @classmethod
+    def _allowed_ports_parse(cls, value: str) -> str:
+        _setting("PROBE_ALLOWED_PORTS", parse_ports, value)
         return value
 
     @field_validator("probe_host_limits")
@@ -139,10 +160,17 @@ class Settings(BaseSettings):
     def host_limits(self) -> dict[str, int]:
         return _parse_host_limits(self.probe_host_limits)
 
+    @cached_property
+    def host_policy(self) -> HostPolicy:
+        """Banned hosts and allowed ports: for validating rows, and for the probe."""
+        return HostPolicy(banned_hosts=parse_banned_hosts(self.probe_banned_hosts),
+                          allowed_ports=parse_ports(self.probe_allowed_ports))
+
     def probe_settings(self) -> ProbeSettings:
         return ProbeSettings(
             timeout_seconds=self.probe_timeout_seconds,
             allow_networks=self.allow_networks,
+            host_policy=self.host_policy,
             extra_ca_file=self.probe_extra_ca_file,
             local_hostname=self.probe_local_hostname,
         )
@@ -181,6 +209,13 @@ def _parse_networks(value: str) -> tuple[IPNetwork, ...]:
             except ValueError:
                 raise ValueError(f"PROBE_ALLOW_NETWORKS: {part.strip()!r} is not a CIDR") from None
     return tuple(networks)
+
+
+def _setting(name: str, parse: Callable[[str], object], value: str) -> None:
+    try:
+        parse(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
 
 
 def _parse_host_limits(value: str) -> dict[str, int]:

@@ -130,6 +130,8 @@ def env(tmp_path: Path, database_url: str, s3_endpoint: str, redis_url: str, pki
         "CREDENTIALS_KEYS": credentials_key,
         "PROBE_TIMEOUT_SECONDS": "5",
         "PROBE_ALLOW_NETWORKS": "127.0.0.0/8,::1/128",
+        # The test servers listen on random high ports; production keeps the mail ports.
+        "PROBE_ALLOWED_PORTS": "1-65535",
         "PROBE_EXTRA_CA_FILE": str(pki.ca_file),
     }
 

@@ -30,6 +30,7 @@ from app.importing.rows import SENDING_FIELDS, AccountInput, FieldError, validat
 from app.models import EmailAccount
 from app.probe.hints import hint_for
 from app.probe.model import AccountProbe, AccountProber, ProtocolResult
+from app.probe.policy import OPEN_POLICY, HostPolicy
 
 accounts = EmailAccount.__table__
 
@@ -116,7 +117,7 @@ _UPDATE_TRIES = 3
 
 def update_account(db: Database, cipher: CredentialCipher, clock: Clock, prober: AccountProber,
                    team_id: int, account_id: int, changes: dict[str, Any], *,
-                   slots: HostSlots) -> AccountUpdate | None:
+                   slots: HostSlots, policy: HostPolicy | None = None) -> AccountUpdate | None:
     """Apply a PATCH. None when there is no such account; InvalidChange names bad fields.
 
     Sending settings change in place. Anything else is a new settings version: the new
@@ -124,12 +125,16 @@ def update_account(db: Database, cipher: CredentialCipher, clock: Clock, prober:
     merged with, and the account is marked untested (status 0, no results); then they are
     tested and the result lands only if they are still the account's settings.
     """
+    sending_only = all(name in SENDING_FIELDS for name in changes)
+    # A sending-only change connects nowhere, so the host policy is not its business: an
+    # account whose host was banned since can still be suspended.
+    policy = OPEN_POLICY if sending_only else policy
     for _ in range(_UPDATE_TRIES):
         account = get_account(db, team_id, account_id)
         if account is None:
             return None
-        checked = _merged(account, changes, cipher)
-        if all(name in SENDING_FIELDS for name in changes):
+        checked = _merged(account, changes, cipher, policy)
+        if sending_only:
             return AccountUpdate(update_sending(db, clock, team_id, account_id, checked.sending),
                                  None)
         # Slots first: a 503 host_busy then leaves the account as it was.
@@ -159,13 +164,14 @@ def _probe(target: RetestTarget, cipher: CredentialCipher, prober: AccountProber
     return prober.probe_sync(smtp, imap)
 
 
-def _merged(account: EmailAccount, changes: dict[str, Any], cipher: CredentialCipher
-            ) -> AccountInput:
+def _merged(account: EmailAccount, changes: dict[str, Any], cipher: CredentialCipher,
+            policy: HostPolicy | None) -> AccountInput:
     email = changes.get("smtpEmailAddress", account.email)
     if str(email).strip().lower() != account.email:
         raise InvalidChange([FieldError(
             "smtpEmailAddress", "cannot be changed; connect the new address as a new account")])
-    checked = validate_row({**_stored_record(account, cipher), **changes})
+    # The whole merged account is checked: a host banned since it was saved is refused too.
+    checked = validate_row({**_stored_record(account, cipher), **changes}, policy=policy)
     if isinstance(checked, list):
         raise InvalidChange(checked)
     return checked

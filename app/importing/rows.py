@@ -29,6 +29,7 @@ from app.accounts.presets import PRESETS, SMTP_ONLY_PROVIDERS
 from app.accounts.providers import DEFAULT_PROVIDER, normalise_provider
 from app.credentials import Secret
 from app.probe.model import Encryption, Endpoint
+from app.probe.policy import HostPolicy
 
 _EMAIL = re.compile(r"^[^@\s\"<>,;]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
@@ -256,9 +257,23 @@ class BulkRow(BaseModel):
                 setattr(self, enc_field, inferred)
             elif port is None:
                 setattr(self, port_field, ENCRYPTION_PORT[protocol][encryption])
+        errors.extend(self._refused(context.get("policy") or HostPolicy()))
         if errors:
             raise RowErrors(errors)
         return self
+
+    def _refused(self, policy: HostPolicy) -> list[tuple[str, str]]:
+        # After presets and inferred ports are in: a filled-in host or port is checked too.
+        errors = []
+        for protocol in ("smtp", "imap") if self.tests_imap else ("smtp",):
+            host, port = getattr(self, f"{protocol}Host"), getattr(self, f"{protocol}Port")
+            refusal = host is not None and policy.host_refusal(host)
+            if refusal:
+                errors.append((f"{protocol}Host", refusal))
+            refusal = port is not None and policy.port_refusal(port)
+            if refusal:
+                errors.append((f"{protocol}Port", refusal))
+        return errors
 
     def _detect_provider(self, mx: MxResolver | None) -> list[tuple[str, str]]:
         if mx is None:
@@ -421,11 +436,12 @@ def _has_nul(value: Any) -> bool:
     return isinstance(value, list) and any(_has_nul(item) for item in value)
 
 
-def validate_row(raw: Any, mx: MxResolver | None = None, defer_detection: bool = False
-                 ) -> AccountInput | list[FieldError]:
+def validate_row(raw: Any, mx: MxResolver | None = None, defer_detection: bool = False,
+                 policy: HostPolicy | None = None) -> AccountInput | list[FieldError]:
     """`mx` looks up the provider of rows that name neither a server nor a provider; without
     it no DNS happens and such rows are invalid. With `defer_detection` no DNS happens either:
-    such a row is valid, marked for a worker to detect its provider (complete_detected)."""
+    such a row is valid, marked for a worker to detect its provider (complete_detected).
+    `policy` (banned hosts, allowed ports) defaults to the production default's."""
     if not isinstance(raw, dict):
         return [FieldError("row", "must be an object of account fields")]
     # NUL cannot travel in SMTP or IMAP credentials (AUTH PLAIN uses it as the separator), and
@@ -436,7 +452,8 @@ def validate_row(raw: Any, mx: MxResolver | None = None, defer_detection: bool =
         return with_nul
     try:
         row = BulkRow.model_validate(raw, context={"mx": mx,
-                                                   "defer_detection": defer_detection})
+                                                   "defer_detection": defer_detection,
+                                                   "policy": policy})
     except ValidationError as exc:
         return _field_errors(exc)
     smtp_password = Secret(row.smtpPassword.get_secret_value())

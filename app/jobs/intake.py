@@ -28,6 +28,7 @@ from app.models import (
     RowState,
     Team,
 )
+from app.probe.policy import HostPolicy
 
 DUPLICATE_IN_REQUEST = "duplicate_in_request"
 INVALID_FIELDS = "invalid_fields"
@@ -71,16 +72,18 @@ def submit_job(
     records: Sequence[Any],
     ignored_columns: Sequence[str] = (),
     options: JobOptions = JobOptions(),
+    policy: HostPolicy | None = None,
 ) -> SubmittedJob:
     """Validate and store a batch as a queued job. No network I/O: a row whose provider must
-    be recognised from its domain's MX records is stored pending, and a worker looks it up."""
+    be recognised from its domain's MX records is stored pending, and a worker looks it up.
+    A row naming a banned host or a port outside `policy` is invalid."""
     now = clock.now()
     job_id = new_job_id()
     rows: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     invalid = 0
     for row_no, record in enumerate(records, start=1):
-        checked = validate_row(record, defer_detection=True)
+        checked = validate_row(record, defer_detection=True, policy=policy)
         row: dict[str, Any] = {"job_id": job_id, "row_no": row_no, "attempts": 0}
         if isinstance(checked, AccountInput) and checked.email in seen:
             row.update(state=RowState.INVALID, email=checked.email,

@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Literal, Protocol
 
 from app.credentials import Secret
+from app.probe.policy import HostPolicy
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -107,6 +108,8 @@ class ProbeSettings:
     allow_networks: tuple[IPNetwork, ...] = field(default=())
     extra_ca_file: str | None = None
     local_hostname: str = "mailconnect.localdomain"
+    # Banned hosts and allowed ports, checked before DNS: the production default unless given.
+    host_policy: HostPolicy = field(default_factory=HostPolicy)
 
 
 class AccountProber(Protocol):

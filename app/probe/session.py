@@ -60,6 +60,11 @@ class Session:
         endpoint = self.endpoint
         if not 0 < endpoint.port < 65536:
             raise ProbeError(ErrorCode.CONNECTION_REFUSED, f"invalid port {endpoint.port}")
+        # Validation refuses these too, but an account saved before the policy changed, or a
+        # preset filled in by a worker, reaches here: no DNS, no connection.
+        refusal = self.settings.host_policy.refusal(endpoint.host, endpoint.port)
+        if refusal is not None:
+            raise ProbeError(ErrorCode.HOST_BLOCKED, refusal)
         self.stage = "resolving the host"
         addresses = await resolve_allowed(
             endpoint.host, endpoint.port, resolver, self.settings.allow_networks

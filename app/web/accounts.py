@@ -106,7 +106,7 @@ def connect_one():
     if not isinstance(dry_run, bool):
         raise ApiError(422, "test: must be true or false")
     record, ignored = canonical_record(flatten_single_connect(body))
-    checked = validate_row(record, mx=s.mx_resolvers())
+    checked = validate_row(record, mx=s.mx_resolvers(), policy=s.settings.host_policy)
     if isinstance(checked, list):
         raise _invalid(checked)
     result = connect_account(s.db, s.cipher, s.clock, s.prober, g.team_id, checked,
@@ -191,7 +191,8 @@ def change(account_id: int):
     s = _services()
     try:
         updated = update_account(s.db, s.cipher, s.clock, s.prober, g.team_id, account_id,
-                                 _json_object(), slots=_slots())
+                                 _json_object(), slots=_slots(),
+                                 policy=s.settings.host_policy)
     except InvalidChange as exc:
         raise _invalid(exc.errors) from None
     except ChangedConcurrently:

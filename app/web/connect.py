@@ -62,7 +62,8 @@ def connect():
         return replay
     batch = _read_batch(services.settings.max_accounts_per_request)
     submitted = submit_job(services.db, services.cipher, services.clock, g.team_id,
-                           batch.records, batch.ignored_columns, options=options)
+                           batch.records, batch.ignored_columns, options=options,
+                           policy=services.settings.host_policy)
     return _accepted(submitted)
 
 

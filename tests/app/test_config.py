@@ -3,6 +3,7 @@ import ipaddress
 import pytest
 
 from app.config import ConfigError, load_settings
+from app.probe.policy import HostPolicy
 
 
 def test_defaults_are_safe(tmp_path):
@@ -34,6 +35,36 @@ def test_allow_networks_parsed():
 def test_unworkable_configuration_refused(overrides):
     with pytest.raises(ConfigError):
         load_settings(**overrides)
+
+
+def test_production_host_policy_is_the_mail_ports_and_no_bans():
+    settings = load_settings()
+    assert settings.host_policy == HostPolicy()
+    assert settings.probe_settings().host_policy == HostPolicy()
+    assert settings.host_policy.describe_ports() == "25, 143, 465, 587, 993, 2525"
+
+
+def test_host_policy_parsed_for_validation_and_the_probe():
+    settings = load_settings(PROBE_BANNED_HOSTS=".Example.com, 203.0.113.7",
+                             PROBE_ALLOWED_PORTS="25,465,587,993,20000-29999")
+    policy = settings.host_policy
+    assert policy.banned_hosts == ("example.com", "203.0.113.7")
+    assert policy.allowed_ports == ((25, 25), (465, 465), (587, 587), (993, 993),
+                                    (20000, 29999))
+    assert settings.probe_settings().host_policy == policy
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("PROBE_ALLOWED_PORTS", "25,smtp"),
+    ("PROBE_ALLOWED_PORTS", "993-143"),
+    ("PROBE_ALLOWED_PORTS", "70000"),
+    ("PROBE_ALLOWED_PORTS", ""),
+    ("PROBE_BANNED_HOSTS", "*.example.com"),
+    ("PROBE_BANNED_HOSTS", "example.com,bad host"),
+])
+def test_bad_host_policy_is_a_config_error_naming_the_setting(name, value):
+    with pytest.raises(ConfigError, match=name):
+        load_settings(**{name: value})
 
 
 def test_development_key_is_generated_once_and_shared(tmp_path, caplog):

@@ -29,6 +29,7 @@ def service_env(tmp: Path, db_url: str, redis_url: str, s3: str, pki: TestPKI,
         "AWS_DEFAULT_REGION": "us-east-1",
         "CREDENTIALS_KEYS": CredentialCipher.generate_key(),
         "PROBE_ALLOW_NETWORKS": "127.0.0.0/8,::1/128",
+        "PROBE_ALLOWED_PORTS": "1-65535",  # the local servers listen on random high ports
         "PROBE_EXTRA_CA_FILE": str(pki.ca_file),
         **extra,
     }

@@ -21,7 +21,8 @@ def stored(api, team_id, server, email, password):
                    maxEmailPerDay=25)
     s = api.services
     return connect_account(s.db, s.cipher, s.clock, s.prober, team_id,
-                           validate_row(row), slots=HostSlots(OpenGate(), 1)).account_id
+                           validate_row(row, policy=s.settings.host_policy),
+                           slots=HostSlots(OpenGate(), 1)).account_id
 
 
 def test_reconnect_retests_with_stored_credentials(api, env, tmp_path, mail_server):

@@ -70,10 +70,10 @@ def test_missing_required_fields():
 
 
 def test_missing_password_and_unknown_port_without_encryption():
-    errors = errors_of(bulk_row(smtpPassword=None, smtpPort=2526, smtpEncryption=None))
+    errors = errors_of(bulk_row(smtpPassword=None, smtpPort=2525, smtpEncryption=None))
     assert errors == {
         "smtpPassword": "is required",
-        "smtpEncryption": "is required for port 2526 (use ssl, tls, starttls or none)",
+        "smtpEncryption": "is required for port 2525 (use ssl, tls, starttls or none)",
     }
 
 

@@ -66,7 +66,8 @@ def team_id(services) -> int:
 
 
 def submit(services, team_id, rows):
-    return submit_job(services.db, services.cipher, services.clock, team_id, rows)
+    return submit_job(services.db, services.cipher, services.clock, team_id, rows,
+                      policy=services.settings.host_policy)
 
 
 def processor(services, prober, clock=None, policy=None, gate=None) -> RowProcessor:

@@ -8,6 +8,7 @@ import pytest
 
 from app.credentials import Secret
 from app.probe import Encryption, Endpoint, Prober, ProbeSettings
+from app.probe.policy import OPEN_POLICY
 from tests.servers.smtp import SmtpServer, start_smtp_server
 from tests.servers.tls import TestPKI
 
@@ -21,7 +22,8 @@ LOOPBACK_NETS = (ip_network("127.0.0.0/8"), ip_network("::1/128"))
 @pytest.fixture(scope="session")
 def probe_settings(pki: TestPKI) -> ProbeSettings:
     return ProbeSettings(
-        timeout_seconds=TIMEOUT, allow_networks=LOOPBACK_NETS, extra_ca_file=str(pki.ca_file)
+        timeout_seconds=TIMEOUT, allow_networks=LOOPBACK_NETS, extra_ca_file=str(pki.ca_file),
+        host_policy=OPEN_POLICY,
     )
 
 

@@ -35,6 +35,7 @@ from app.probe import (
     ProbeSettings,
     ProtocolResult,
 )
+from app.probe.policy import OPEN_POLICY
 from app.probe.sasl import plain_response
 from tests.app.probe.conftest import LOOPBACK_NETS, PASSWORD, USER
 from tests.servers.dovecot import DovecotServer, start_mail_server
@@ -486,7 +487,8 @@ class Run:
 
 def matrix_prober(pki: TestPKI, timeout: float) -> Prober:
     settings = ProbeSettings(
-        timeout_seconds=timeout, allow_networks=LOOPBACK_NETS, extra_ca_file=str(pki.ca_file)
+        timeout_seconds=timeout, allow_networks=LOOPBACK_NETS, extra_ca_file=str(pki.ca_file),
+        host_policy=OPEN_POLICY,
     )
     return Prober(settings, resolver=StaticResolver())
 

@@ -11,6 +11,7 @@ import pytest
 from app.probe import Encryption, ErrorCode, HostNotFound, Prober, ProbeSettings, SystemResolver
 from app.probe.errors import ProbeError
 from app.probe.network import blocked_addresses, is_allowed, resolve_allowed
+from app.probe.policy import OPEN_POLICY
 from tests.app.probe.conftest import LOOPBACK_NETS, endpoint
 from tests.servers.faults import silent_server
 from tests.servers.smtp import start_smtp_server
@@ -85,7 +86,7 @@ def test_ip_literal_is_checked_without_resolving() -> None:
 
 
 def test_prober_blocks_localhost_without_allow_list_and_never_connects() -> None:
-    prober = Prober(ProbeSettings(timeout_seconds=3))
+    prober = Prober(ProbeSettings(timeout_seconds=3, host_policy=OPEN_POLICY))
     with silent_server() as server:
         for host in ("localhost", "127.0.0.1", "::1"):
             for encryption in Encryption:
@@ -127,7 +128,8 @@ def test_connects_to_the_checked_address_not_the_name(pki) -> None:
     # 127.0.0.2 refuses (nothing listens there), so the second address is tried.
     resolver = FakeResolver({"mail.example.com": ["127.0.0.2", "127.0.0.1"]})
     settings = ProbeSettings(
-        timeout_seconds=3, allow_networks=LOOPBACK_NETS, extra_ca_file=str(pki.ca_file)
+        timeout_seconds=3, allow_networks=LOOPBACK_NETS, extra_ca_file=str(pki.ca_file),
+        host_policy=OPEN_POLICY,
     )
     prober = Prober(settings, resolver=resolver)
     with start_smtp_server(pki, {"user@example.com": "s3cr3t-Pa$$word"}, cert="wrong_host") as s:

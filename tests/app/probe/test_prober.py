@@ -12,6 +12,7 @@ import pytest
 
 from app.credentials import Secret
 from app.probe import Encryption, Endpoint, ErrorCode, Prober, ProbeSettings, ProtocolResult
+from app.probe.policy import OPEN_POLICY
 from tests.app.probe.conftest import LOOPBACK_NETS, PASSWORD, TIMEOUT, USER, endpoint
 from tests.servers.faults import scripted_imap, server_tls_context, silent_server
 from tests.servers.smtp import SmtpServer
@@ -67,7 +68,8 @@ def test_many_threads_share_one_prober(pki, smtp_server: SmtpServer, imap_server
     """The worker's shape: probe_sync from many threads at once on one Prober."""
     prober = Prober(
         ProbeSettings(
-            timeout_seconds=10, allow_networks=LOOPBACK_NETS, extra_ca_file=str(pki.ca_file)
+            timeout_seconds=10, allow_networks=LOOPBACK_NETS, extra_ca_file=str(pki.ca_file),
+            host_policy=OPEN_POLICY,
         )
     )
     accounts = 200

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from app.probe import Encryption, ErrorCode, Prober, ProbeSettings, ProtocolResult
+from app.probe.policy import OPEN_POLICY
 from tests.app.probe.conftest import LOOPBACK_NETS, PASSWORD, TIMEOUT, USER, endpoint
 from tests.app.probe.scenarios import password_forms
 from tests.servers.faults import (
@@ -54,14 +55,16 @@ def test_ip_literal_host(prober, smtp_server: SmtpServer) -> None:
 
 
 def test_untrusted_ca_without_extra_ca_file(smtp_server: SmtpServer) -> None:
-    prober = Prober(ProbeSettings(timeout_seconds=TIMEOUT, allow_networks=LOOPBACK_NETS))
+    prober = Prober(ProbeSettings(timeout_seconds=TIMEOUT, allow_networks=LOOPBACK_NETS,
+                                  host_policy=OPEN_POLICY))
     result = smtp(prober, smtp_server.ssl_port, SSL)
     assert result.error_code == ErrorCode.TLS_CERTIFICATE_INVALID
     assert "certificate" in (result.error or "")
 
 
 def test_starttls_on_plaintext_only_real_server(pki) -> None:
-    prober = Prober(ProbeSettings(timeout_seconds=TIMEOUT, allow_networks=LOOPBACK_NETS))
+    prober = Prober(ProbeSettings(timeout_seconds=TIMEOUT, allow_networks=LOOPBACK_NETS,
+                                  host_policy=OPEN_POLICY))
     with start_smtp_server(pki, {USER: PASSWORD}) as server:
         result = smtp(prober, server.plain_port, STARTTLS)
         assert result.error_code == ErrorCode.STARTTLS_UNSUPPORTED

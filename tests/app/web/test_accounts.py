@@ -33,7 +33,8 @@ def mailbox(server, email, password=None, **overrides):
 
 def saved(real_services, team_id, row):
     return connect_account(real_services.db, real_services.cipher, real_services.clock,
-                           real_services.prober, team_id, validate_row(row),
+                           real_services.prober, team_id,
+                           validate_row(row, policy=real_services.settings.host_policy),
                            slots=HostSlots(OpenGate(), 1)).account_id
 
 
