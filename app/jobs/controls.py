@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 
 from app.clock import Clock
 from app.db import Database
-from app.jobs.intake import JobOptions, SubmittedJob, _save_job, new_job_id
+from app.jobs.intake import JobOptions, SubmittedJob, new_job_id, save_job
 from app.jobs.status import JobView, view_of
 from app.models import TERMINAL_JOB_STATES, ConnectJob, ConnectJobRow, RowState
 
@@ -108,7 +108,7 @@ def retry_failed_rows(db: Database, clock: Clock, team_id: int, job_id: str,
          "email": email, "account_id": account_id}
         for row_no, (account_id, email) in enumerate(accounts.items(), start=1)
     ]
-    return _save_job(db, clock.now(), new_id, team_id, new_rows, 0, (),
+    return save_job(db, clock.now(), new_id, team_id, new_rows, 0, (),
                      JobOptions(kind="retry", retry_of=job_id, callback_url=callback_url))
 
 

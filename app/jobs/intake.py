@@ -102,7 +102,7 @@ def submit_job(
             row["source"] = _source(record)
         rows.append(row)
 
-    return _save_job(db, now, job_id, team_id, rows, invalid, ignored_columns, options)
+    return save_job(db, now, job_id, team_id, rows, invalid, ignored_columns, options)
 
 
 def submit_reconnect(db: Database, clock: Clock, team_id: int, ids: Sequence[Any],
@@ -143,7 +143,7 @@ def submit_reconnect(db: Database, clock: Clock, team_id: int, ids: Sequence[Any
                            else "must be an account id (a positive whole number)")}])
         invalid += row["state"] == RowState.INVALID
         rows.append(row)
-    return _save_job(db, clock.now(), job_id, team_id, rows, invalid, (), options)
+    return save_job(db, clock.now(), job_id, team_id, rows, invalid, (), options)
 
 
 def _account_id(value: Any) -> int | None:
@@ -152,7 +152,7 @@ def _account_id(value: Any) -> int | None:
     return None
 
 
-def _save_job(db: Database, now: dt.datetime, job_id: str, team_id: int,
+def save_job(db: Database, now: dt.datetime, job_id: str, team_id: int,
               rows: list[dict[str, Any]], invalid: int, ignored_columns: Sequence[str],
               options: JobOptions = JobOptions()) -> SubmittedJob:
     try:
