@@ -4,6 +4,7 @@ ended. Idempotent: only the call that moves the job out of an open state counts.
 from __future__ import annotations
 
 import logging
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -28,7 +29,9 @@ _WEBHOOK_OWED = case((jobs.c.callback_url.is_not(None), "pending"), else_=None)
 
 
 def report_key(team_id: int, job_id: str) -> str:
-    return f"reports/{team_id}/{job_id}.csv"
+    # The requestId travels to webhooks, logs and browsers; the random part keeps the object's
+    # name unguessable from it, should the bucket ever be exposed by a policy mistake.
+    return f"reports/{team_id}/{job_id}-{secrets.token_urlsafe(16)}.csv"
 
 
 def finish_job(db: Database, clock: Clock, store: ReportStore, job_id: str) -> bool:
@@ -61,8 +64,9 @@ def finish_job(db: Database, clock: Clock, store: ReportStore, job_id: str) -> b
                     failed_rows_key=failed_key, webhook_state=_WEBHOOK_OWED,
                     started_at=func.coalesce(jobs.c.started_at, now))
         ).rowcount
-    if not ended and failed_key:
-        store.delete(failed_key)  # another finisher won; its own file is the one linked
+    if not ended:  # another finisher won; its own files are the ones linked
+        for orphan in filter(None, (key, failed_key)):
+            store.delete(orphan)
     log.info("job %s finished: %d report rows at %s, %d failed rows", job_id, count, key,
              failed.count)
     return bool(ended)
