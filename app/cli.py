@@ -139,6 +139,38 @@ def webhook_secret_show(team: str) -> None:
     click.echo(secret.reveal())
 
 
+@main.group()
+def credentials() -> None:
+    """Stored secrets: mailbox passwords and webhook signing secrets."""
+
+
+@credentials.command("rotate")
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=500, show_default=True,
+              help="Rows re-encrypted per transaction.")
+def credentials_rotate(batch_size: int) -> None:
+    """Re-encrypt every stored secret under the first key of CREDENTIALS_KEYS.
+
+    Safe while the service runs, and resumable: run it again after an interruption and it
+    finishes the rest. Progress goes to stderr after each batch, the summary to stdout. Exits
+    1 when some secret cannot be decrypted with any configured key (their ids are listed,
+    never a value) or kept changing under the run (run it again).
+    """
+    from app.credentials_rotation import rotate_credentials
+    from app.db import Database
+
+    settings = _settings()
+    summary = rotate_credentials(Database(settings.sqlalchemy_url),
+                                 settings.credential_cipher(), batch_size=batch_size,
+                                 on_batch=lambda progress: click.echo(progress.line(), err=True))
+    for column in summary.columns:
+        click.echo(column.summary())
+        if column.failed:
+            click.echo(column.failed_line(), err=True)
+    if not summary.complete:
+        sys.exit(1)
+    click.echo("every stored secret is under the first key of CREDENTIALS_KEYS")
+
+
 def _team_id(db, team: str) -> int:
     from app.teams import UnknownTeam, team_id_by_name
 

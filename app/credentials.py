@@ -86,12 +86,22 @@ class CredentialCipher:
         """The same secrets under the first key."""
         return self.encrypt(self.decrypt(token))
 
+    def is_current(self, token: str) -> bool:
+        """Whether the token is already what `rotate` would write: sealed under the first key.
+        One try with that key only, so a rotation run skips such a token cheaply."""
+        return (token.startswith(SEALED_PREFIX)
+                and self._open_sealed(token, self._aeads[:1]) is not None)
+
     def _open(self, token: str) -> bytes | None:
         if not token.startswith(SEALED_PREFIX):
             try:
                 return self._legacy.decrypt(token.encode())
             except InvalidToken:
                 return None
+        return self._open_sealed(token, self._aeads)
+
+    @staticmethod
+    def _open_sealed(token: str, aeads: list[AESGCM]) -> bytes | None:
         try:
             raw = base64.urlsafe_b64decode(token[len(SEALED_PREFIX):])
         except (binascii.Error, ValueError):
@@ -99,7 +109,7 @@ class CredentialCipher:
         if len(raw) < _NONCE_BYTES + _TAG_BYTES:
             return None
         nonce, sealed = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:]
-        for aead in self._aeads:
+        for aead in aeads:
             try:
                 return aead.decrypt(nonce, sealed, None)
             except InvalidTag:

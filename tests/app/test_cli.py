@@ -129,3 +129,47 @@ def test_api_key_list_of_an_unknown_team_is_an_error(database_url, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", database_url)
     result = CliRunner().invoke(main, ["api-key", "list", "--team", "nobody"])
     assert result.exit_code == 1 and "no team named 'nobody'" in result.output
+
+
+def test_credentials_rotate(database_url, monkeypatch):
+    from sqlalchemy import update
+
+    from app.clock import SystemClock
+    from app.credentials import CredentialCipher, Secret
+    from app.models import EmailAccount
+    from app.teams import create_api_key
+    from tests.app.test_credentials_rotation import SEED_PASSWORD, seed_accounts
+
+    old, new = CredentialCipher.generate_key(), CredentialCipher.generate_key()
+    db = Database(database_url)
+    team_id = create_api_key(db, SystemClock(), "acme").team_id
+    ids = seed_accounts(db, CredentialCipher([old]), team_id, 3)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("CREDENTIALS_KEYS", f"{new},{old}")
+    runner = CliRunner()
+
+    done = runner.invoke(main, ["credentials", "rotate", "--batch-size", "2"])
+    assert done.exit_code == 0, done.output
+    assert [line for line in done.stderr.splitlines() if line.startswith("accounts:")] == [
+        "accounts: 2/3 checked, 2 re-encrypted, 0 already under the first key, 0 failed",
+        "accounts: 3/3 checked, 3 re-encrypted, 0 already under the first key, 0 failed"]
+    assert done.stdout.splitlines()[-2:] == [
+        "accounts: 3/3 checked, 3 re-encrypted, 0 already under the first key, 0 failed; "
+        "0 changed or deleted meanwhile (their change kept)",
+        "every stored secret is under the first key of CREDENTIALS_KEYS"]
+    with db.reading() as session:
+        tokens = session.scalars(select(EmailAccount.credentials).order_by(EmailAccount.id)).all()
+    assert [CredentialCipher([new]).decrypt(t)["smtp"].reveal() for t in tokens] == [
+        SEED_PASSWORD] * 3
+
+    stray = CredentialCipher([CredentialCipher.generate_key()]).encrypt(
+        {"smtp": Secret("stray-pw"), "imap": Secret("stray-pw")})
+    with db.transaction() as session:
+        session.execute(update(EmailAccount).where(EmailAccount.id == ids[2])
+                        .values(credentials=stray))
+    failed = runner.invoke(main, ["credentials", "rotate"])
+    assert failed.exit_code == 1
+    assert (f"accounts that no key of CREDENTIALS_KEYS decrypts, by id: {ids[2]}"
+            in failed.stderr.splitlines())
+    assert "3/3 checked, 0 re-encrypted, 2 already under the first key, 1 failed" in failed.stdout
+    assert stray not in failed.output and "stray-pw" not in failed.output

@@ -53,3 +53,15 @@ def test_a_tampered_token_does_not_decrypt():
     body[-5] = ord("A") if body[-5] != ord("A") else ord("B")
     with pytest.raises(CredentialError):
         cipher.decrypt(body.decode())
+
+
+def test_is_current_only_for_a_token_under_the_first_key():
+    from cryptography.fernet import Fernet
+
+    old, new = CredentialCipher.generate_key(), CredentialCipher.generate_key()
+    rotating = CredentialCipher([new, old])
+    assert rotating.is_current(rotating.encrypt({"smtp": Secret("pw")}))
+    assert not rotating.is_current(CredentialCipher([old]).encrypt({"smtp": Secret("pw")}))
+    # A Fernet-era token under the first key still gets the current format.
+    assert not rotating.is_current(Fernet(new.encode()).encrypt(b'{"smtp": "pw"}').decode())
+    assert not rotating.is_current("mc1.!!!")
