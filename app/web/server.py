@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
+
+from app.config import load_settings
+
+
+def on_starting(server: Any) -> None:
+    # gunicorn sets up only its own loggers; without this the app's records reach a root
+    # logger with no handler, so LOG_LEVEL had no effect and only warnings were printed.
+    # Workers are forked from here and keep this handler.
+    logging.basicConfig(
+        level=load_settings().log_level.upper(),
+        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
+    )
 
 
 def post_worker_init(worker: Any) -> None:
