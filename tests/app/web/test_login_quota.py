@@ -8,7 +8,7 @@ from app.jobs.loginquota import RedisLoginQuota
 from app.models import EmailAccount
 from app.probe import Prober
 from app.teams import team_for_key
-from tests.app.web.test_accounts import BASE, headers, mailbox, saved, single
+from tests.app.web.test_accounts import BASE, headers, mailbox, saved, single_account_calls
 
 pytestmark = pytest.mark.integration
 
@@ -32,17 +32,7 @@ def test_single_account_calls_past_the_quota_get_429_and_change_nothing(
     assert client.post(f"{BASE}/{account_id}/test", headers=headers(api_key)).status_code == 200
     before = client.get(f"{BASE}/{account_id}", headers=headers(api_key)).json["payload"]
 
-    calls = {
-        "connect": lambda: client.post(f"{BASE}/smtp-imap/connect",
-                                       json=single(mail_server, "dave@example.test"),
-                                       headers=headers(api_key)),
-        "dry run": lambda: client.post(f"{BASE}/smtp-imap/connect",
-                                       json=single(mail_server, "dave@example.test", test=True),
-                                       headers=headers(api_key)),
-        "test": lambda: client.post(f"{BASE}/{account_id}/test", headers=headers(api_key)),
-        "patch": lambda: client.patch(f"{BASE}/{account_id}", json={"smtpPassword": "x"},
-                                      headers=headers(api_key)),
-    }
+    calls = single_account_calls(client, api_key, mail_server, account_id)
     for name, call in calls.items():
         refused = call()
         assert refused.status_code == 429, (name, refused.json)
