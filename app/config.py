@@ -70,6 +70,13 @@ class Settings(BaseSettings):
         default=0, ge=0, alias="PROBE_MIN_CONNECT_INTERVAL_MS"
     )
 
+    # Logins to mail servers (an account test: SMTP and IMAP, two) per team in any rolling
+    # hour. At least 2, or an account could never be tested; no 0 meaning "unlimited".
+    team_max_logins_per_hour: int = Field(default=5000, alias="TEAM_MAX_LOGINS_PER_HOUR")
+    # The quota's rolling window; an hour. Shorter only for tests and drills.
+    team_login_window_seconds: float = Field(default=3600.0, gt=0, le=86400,
+                                             alias="TEAM_LOGIN_WINDOW_SECONDS")
+
     max_accounts_per_request: int = Field(default=10_000, ge=1, alias="MAX_ACCOUNTS_PER_REQUEST")
     max_request_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, alias="MAX_REQUEST_BYTES")
 
@@ -109,6 +116,15 @@ class Settings(BaseSettings):
     @classmethod
     def _allowed_ports_parse(cls, value: str) -> str:
         _setting("PROBE_ALLOWED_PORTS", parse_ports, value)
+        return value
+
+    @field_validator("team_max_logins_per_hour")
+    @classmethod
+    def _login_quota_usable(cls, value: int) -> int:
+        if value < 2:
+            raise ValueError(
+                f"TEAM_MAX_LOGINS_PER_HOUR must be at least 2 (got {value}): an account test "
+                "makes two logins, SMTP and IMAP, and there is no 0 meaning unlimited")
         return value
 
     @field_validator("probe_host_limits")

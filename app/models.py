@@ -166,6 +166,9 @@ class ConnectJob(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # Set while the team's login quota holds the job's rows back: until when (the status's
+    # `waiting`). A row let through by the quota after it clears it and resumes the job.
+    quota_wait_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     # Moved by every finished row; the sweeper reads it to tell a slow job from a stuck one.
     last_progress_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 

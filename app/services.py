@@ -13,6 +13,7 @@ from app.config import Settings
 from app.credentials import CredentialCipher
 from app.db import Database
 from app.jobs.hostgate import HostGate, RedisHostGate
+from app.jobs.loginquota import LoginQuota, RedisLoginQuota
 from app.probe import Prober
 from app.storage import ReportStore, S3ReportStore
 
@@ -26,6 +27,8 @@ class Services:
     prober: Prober
     # The per-host caps on concurrent probes, shared by job runners and single-account calls.
     gate: HostGate
+    # Each team's logins to mail servers per rolling hour, shared the same way.
+    login_quota: LoginQuota
     clock: Clock = field(default_factory=SystemClock)
     # One resolver (and so one MX cache) per request or job: answers must not go stale.
     mx_resolvers: Callable[[], MxResolver] = DnsMxResolver
@@ -45,6 +48,12 @@ def build_host_gate(settings: Settings) -> RedisHostGate:
     )
 
 
+def build_login_quota(settings: Settings) -> RedisLoginQuota:
+    return RedisLoginQuota(redis.Redis.from_url(settings.redis_url),
+                           limit=settings.team_max_logins_per_hour,
+                           window_seconds=settings.team_login_window_seconds)
+
+
 def build_services(settings: Settings, store: ReportStore | None = None,
                    clock: Clock | None = None, gate: HostGate | None = None) -> Services:
     return Services(
@@ -62,5 +71,6 @@ def build_services(settings: Settings, store: ReportStore | None = None,
         ),
         prober=Prober(settings.probe_settings()),
         gate=gate or build_host_gate(settings),
+        login_quota=build_login_quota(settings),
         clock=clock or SystemClock(),
     )

@@ -9,12 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from sqlalchemy import text
 
 from app.clock import SystemClock
 from app.config import Settings, load_settings
 from app.credentials import CredentialCipher
 from app.db import Database
+from app.jobs.loginquota import KEY_PREFIX as LOGIN_QUOTA_KEYS
 from app.migrate import upgrade
 from app.models import Base
 from app.services import Services, build_services
@@ -118,6 +120,12 @@ def database_url(tmp_path: Path, _postgres_schema) -> str:
 def env(tmp_path: Path, database_url: str, s3_endpoint: str, redis_url: str, pki: TestPKI,
         credentials_key: str) -> dict[str, str]:
     """The environment a real deployment would have, pointed at this test's services."""
+    # Team ids start again at 1 in every test's database, and Redis is the session's: a login
+    # quota log left by an earlier test would count against this one's teams.
+    quota_logs = redis.Redis.from_url(redis_url)
+    for key in quota_logs.scan_iter(f"{LOGIN_QUOTA_KEYS}:*"):
+        quota_logs.delete(key)
+    quota_logs.close()
     return {
         "MAILCONNECT_DATA_DIR": str(tmp_path / "data"),
         "DATABASE_URL": database_url,

@@ -10,7 +10,7 @@ from celery.signals import worker_process_init
 
 from app.accounts.detect import JobMxCache
 from app.config import load_settings
-from app.jobs.runner import RetryPolicy, RowProcessor
+from app.jobs.runner import ROWS_PER_RUNNER, RetryPolicy, RowProcessor
 from app.services import Services, build_services
 from workers.queue import CeleryJobQueue
 
@@ -48,6 +48,8 @@ def runtime() -> Runtime:
                             backoff_max_seconds=settings.probe_retry_backoff_max_seconds,
                         ),
                         lease_seconds=settings.lease_seconds,
+                        quota=services.login_quota,
+                        resume_runners=max(1, settings.worker_concurrency // ROWS_PER_RUNNER),
                         # One MX answer cache per job, shared by the process's threads.
                         mx_for_job=JobMxCache(services.mx_resolvers).for_job,
                     ),

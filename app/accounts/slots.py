@@ -4,6 +4,10 @@ push a provider over the cap the workers keep.
 
 A runner sets a row aside when its host is busy; a request cannot, so it polls the gate until
 the probe deadline and then gives up with HostBusy (the web layer's 503 `host_busy`).
+
+Inside its slots the test also takes its logins from the team's login quota; refused, it gives
+the slots back and raises QuotaExceeded (the web layer's 429 `team_login_quota`) before any
+change is written.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from app.jobs.hostgate import HostGate, HostLease
+from app.jobs.loginquota import LoginQuota, OpenQuota, QuotaExceeded
 from app.probe.model import AccountProbe, AccountProber, Endpoint
 
 log = logging.getLogger(__name__)
@@ -41,6 +46,9 @@ class HostSlots:
     wait_seconds: float
     # Rows the release woke off a host's waiting list; the caller publishes them.
     on_woken: Callable[[Sequence[int]], None] | None = None
+    # The caller's team and its login quota: one login per protocol tested.
+    team_id: int = 0
+    quota: LoginQuota = field(default_factory=OpenQuota)
     poll_seconds: float = 0.15
     monotonic: Callable[[], float] = field(default=time.monotonic)
     sleep: Callable[[float], None] = field(default=time.sleep)
@@ -48,9 +56,15 @@ class HostSlots:
     @contextmanager
     def held(self, hosts: Sequence[str]) -> Iterator[HostLease]:
         """Hold one slot of each host (all at once or none) for the block; HostBusy when
-        none frees within wait_seconds."""
+        none frees within wait_seconds. `hosts` names one host per login (SMTP, IMAP): the
+        team's quota counts them all, a shared host twice; QuotaExceeded when it is spent."""
         lease = self._acquire(hosts)
         try:
+            # After the slots, as a job's row does: refused, nothing was counted, and the
+            # slots are given back by the finally.
+            decision = self.quota.take(self.team_id, len(hosts))
+            if not decision.granted:
+                raise QuotaExceeded(decision.wait_seconds)
             yield lease
         finally:
             self._release(lease)

@@ -4,8 +4,9 @@ A row's states say what they mean:
 - pending: ready for any runner;
 - testing: claimed; `lease_expires_at` says until when it belongs to its worker;
 - waiting: set aside until `wait_until`: its host is at its cap (the row is on the host's
-  waiting list and the release of a slot wakes it), the connect spacing, or the retry of a
-  transient failure (a delayed message wakes it); `wait_until` is also the sweeper's safety net;
+  waiting list and the release of a slot wakes it), the connect spacing, the retry of a
+  transient failure, or its team's login quota (a delayed message wakes it); `wait_until` is
+  also the sweeper's safety net;
 - done, invalid, cancelled: final.
 
 Every claim (pending or waiting -> testing) bumps `claims`, the fence: a result is written only
@@ -37,6 +38,7 @@ from app.db import Database
 from app.importing.rows import DETECT, FieldError, complete_detected, endpoint_from_settings
 from app.jobs.hostgate import HostGate, HostLease
 from app.jobs.intake import INVALID_FIELDS
+from app.jobs.loginquota import LoginQuota, OpenQuota
 from app.jobs.queue import JobQueue
 from app.models import (
     ConnectJob,
@@ -75,6 +77,8 @@ class ClaimedRow:
     claims: int = 0  # the fence: this claim's number
     # A re-test row: the account as it was when claimed, whose result columns it writes.
     target: RetestTarget | None = None
+    # Its job's quota_wait_until when claimed: a row the quota lets through resumes the job.
+    quota_mark: dt.datetime | None = None
 
     @property
     def hosts(self) -> list[str]:
@@ -100,6 +104,11 @@ class RowOutcome:
     freed: tuple[str, ...] = ()
     # The hosts that made the row wait (at their cap, or spacing).
     busy: tuple[str, ...] = ()
+    # The team's login quota made the row (and the job's pending rows) wait: its runner stops
+    # taking the job's rows.
+    quota_blocked: bool = False
+    # The quota let the job through again: announce this many runners for its revived rows.
+    runners: int = 0
 
 
 @dataclass(frozen=True)
@@ -162,7 +171,8 @@ _TAKE = dict(state=RowState.TESTING, attempts=rows.c.attempts + 1, claims=rows.c
              lease_expires_at=bindparam("lease_until"), wait_until=None)
 _TAKEN = (rows.c.id, rows.c.job_id, rows.c.attempts, rows.c.claims, rows.c.settings,
           rows.c.credentials, rows.c.smtp_result, rows.c.imap_result, rows.c.account_id,
-          select(jobs.c.team_id).where(jobs.c.id == rows.c.job_id).scalar_subquery())
+          select(jobs.c.team_id).where(jobs.c.id == rows.c.job_id).scalar_subquery(),
+          select(jobs.c.quota_wait_until).where(jobs.c.id == rows.c.job_id).scalar_subquery())
 # By id: a row woken from a host's waiting list, or by its timed message, or handed on.
 _CLAIM = (
     update(rows)
@@ -260,6 +270,24 @@ _DEFER_ROW = update(rows).where(*_MINE).values(
     state=RowState.WAITING, wait_until=bindparam("retry_at"), lease_expires_at=None,
     **{name: bindparam(name) for name in _RESULT_COLUMNS},
 )
+# Out of login quota: the job's pending rows wait with the claimed one, so its runners find
+# nothing to take, and the job shows until when.
+_PARK_PENDING = (update(rows)
+                 .where(rows.c.job_id == bindparam("of_job"), rows.c.state == RowState.PENDING)
+                 .values(state=RowState.WAITING, wait_until=bindparam("until")))
+_MARK_QUOTA_WAIT = (update(jobs).where(jobs.c.id == bindparam("of_job"))
+                    .values(quota_wait_until=bindparam("until")))
+# Let through again: only the runner that clears the mark it saw resumes the job (a newer
+# block's mark stays), and it brings back the rows whose wait ends by then, as the sweeper
+# would once their wait_until passes.
+_CLEAR_QUOTA_WAIT = (update(jobs)
+                     .where(jobs.c.id == bindparam("of_job"),
+                            jobs.c.quota_wait_until == bindparam("seen"))
+                     .values(quota_wait_until=None))
+_REVIVE_PARKED = (update(rows)
+                  .where(rows.c.job_id == bindparam("of_job"), rows.c.state == RowState.WAITING,
+                         rows.c.wait_until <= bindparam("upto"))
+                  .values(state=RowState.PENDING, wait_until=None))
 _STORE_SETTINGS = update(rows).where(*_MINE).values(settings=bindparam("settings"))
 _ACCOUNT_EXISTS = select(accounts.c.id).where(accounts.c.id == bindparam("account_id"),
                                               accounts.c.team_id == bindparam("team_id"))
@@ -297,7 +325,7 @@ def _claim(db: Database, statement: Any, params: dict[str, Any]) -> ClaimedRow |
         if claimed is None:
             return None
         (row_id, job_id, attempt, claims, settings, credentials, smtp_result, imap_result,
-         account_id, team_id) = claimed
+         account_id, team_id, quota_mark) = claimed
         target = None
         if settings is None and account_id is not None:
             # A re-test tests the account as it is now, in the claim's own transaction.
@@ -307,7 +335,7 @@ def _claim(db: Database, statement: Any, params: dict[str, Any]) -> ClaimedRow |
     verified = frozenset(p for p, result in (("smtp", smtp_result), ("imap", imap_result))
                          if result == "ok")
     return ClaimedRow(row_id, job_id, team_id, attempt, settings, credentials, verified,
-                      claims, target)
+                      claims, target, quota_mark)
 
 
 def _mine(claim: ClaimedRow) -> dict[str, Any]:
@@ -440,6 +468,32 @@ def finish_invalid(db: Database, clock: Clock, claim: ClaimedRow, errors: list[F
                       job_finished=bool(finished))
 
 
+def wait_for_quota(db: Database, clock: Clock, claim: ClaimedRow, seconds: float) -> bool:
+    """The team is out of login quota: the row (its attempt given back) and its job's pending
+    rows wait `seconds`, and the job says so. False if the row is not ours any more."""
+    until = clock.now() + dt.timedelta(seconds=seconds)
+    with db.core_transaction() as connection:
+        if not connection.execute(_SET_ASIDE, {**_mine(claim), "until": until}).rowcount:
+            return False
+        connection.execute(_PARK_PENDING, {"of_job": claim.job_id, "until": until})
+        connection.execute(_MARK_QUOTA_WAIT, {"of_job": claim.job_id, "until": until})
+    return True
+
+
+def resume_after_quota(db: Database, clock: Clock, claim: ClaimedRow) -> int:
+    """The quota let a row of a job it had blocked through: end the job's wait and bring its
+    parked rows back to pending. Returns how many came back (0: someone else resumed it, or
+    a newer block holds it)."""
+    if claim.quota_mark is None:
+        return 0
+    with db.core_transaction() as connection:
+        if not connection.execute(_CLEAR_QUOTA_WAIT, {"of_job": claim.job_id,
+                                                      "seen": claim.quota_mark}).rowcount:
+            return 0
+        return connection.execute(_REVIVE_PARKED, {
+            "of_job": claim.job_id, "upto": max(clock.now(), claim.quota_mark)}).rowcount
+
+
 def store_settings(db: Database, claim: ClaimedRow, settings: dict[str, Any]) -> bool:
     """Keep a detected row's completed settings, so a retry does not detect again and the
     report shows what was filled in."""
@@ -469,6 +523,10 @@ class RowProcessor:
     gate: HostGate
     policy: RetryPolicy
     lease_seconds: int
+    # Each team's logins per rolling hour; and how many runners a job gets when the quota
+    # lets it through again (as many as the sweeper gives a job whose rows came back).
+    quota: LoginQuota = field(default_factory=OpenQuota)
+    resume_runners: int = 1
     # The MX resolver of a job, for rows whose provider is detected here (one cache per job).
     mx_for_job: Callable[[str], MxResolver] = field(
         default_factory=lambda: JobMxCache().for_job)
@@ -505,18 +563,22 @@ class RowProcessor:
         if row_id is not None:
             woken.append((row_id, ()))
         busy: set[str] = set()
+        # Jobs whose team ran out of login quota: their rows wait for a timed message.
+        blocked: set[str] = set()
         for _ in range(budget):
             if stopping():
                 break
-            outcome = self._next(woken, job_id, frozenset(busy))
+            outcome = self._next(woken, None if job_id in blocked else job_id, frozenset(busy))
             if outcome is None:
                 return
-            if job_id is not None and outcome.job_id != job_id:
+            if job_id is not None and outcome.job_id != job_id and job_id not in blocked:
                 # A woken row of another job: this runner goes on as that job's runner (its
                 # own runners stopped when its rows had to wait), and its old job gets a
                 # successor in its place.
                 queue.run_rows(job_id, 1)
             job_id = outcome.job_id
+            if outcome.quota_blocked and job_id is not None:
+                blocked.add(job_id)
             self._follow_up(queue, outcome)
             if outcome.woken:
                 # One woken row is started here, next; the rest at once on other threads, so
@@ -526,7 +588,7 @@ class RowProcessor:
             busy.update(outcome.busy)
         if woken:
             queue.wake_rows([row for row, _ in woken])
-        elif job_id is not None:
+        elif job_id is not None and job_id not in blocked:
             queue.run_rows(job_id, 1)
 
     def _next(self, woken: deque[tuple[int, tuple[str, ...]]], job_id: str | None,
@@ -547,6 +609,8 @@ class RowProcessor:
             queue.probe_row_later(outcome.row_id, outcome.retry_in)
         if outcome.job_finished and outcome.job_id is not None:
             queue.finish_job(outcome.job_id)
+        if outcome.runners and outcome.job_id is not None:
+            queue.run_rows(outcome.job_id, outcome.runners)
 
     def _test(self, claim: ClaimedRow) -> RowOutcome:
         if claim.settings is None:
@@ -562,6 +626,19 @@ class RowProcessor:
         lease, refused = self._acquire(claim)
         if lease is None:
             return refused
+        # The quota after the host slots: a refused row gives its slots back at once, and
+        # their release wakes whoever waits for them. Taken first, the quota would count
+        # logins a busy host then prevents, and refuse another row of the team meanwhile.
+        quota = self.quota.take(claim.team_id, len(claim.hosts), batch=True)
+        if not quota.granted:
+            woken = tuple(self.gate.release(lease))
+            parked = wait_for_quota(self.db, self.clock, claim, quota.wait_seconds)
+            return RowOutcome(recorded=False, job_id=claim.job_id, row_id=claim.row_id,
+                              set_aside=parked, quota_blocked=parked,
+                              retry_in=quota.wait_seconds if parked else None,
+                              woken=woken, freed=lease.hosts)
+        revived = resume_after_quota(self.db, self.clock, claim)
+        runners = min(revived, self.resume_runners)
         try:
             # No database connection is held while the mailbox is tested.
             probe = probe_claimed(claim, self.cipher, self.prober)
@@ -573,7 +650,7 @@ class RowProcessor:
                                  retry_in=delay)
         else:
             outcome = record_result(self.db, self.clock, claim, probe)
-        return replace(outcome, woken=woken, freed=lease.hosts)
+        return replace(outcome, woken=woken, freed=lease.hosts, runners=runners)
 
     def _acquire(self, claim: ClaimedRow) -> tuple[HostLease | None, RowOutcome]:
         """The row's host slots, or the outcome of setting it aside.

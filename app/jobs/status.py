@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, select
 
 from app.clock import Clock
 from app.db import Database
+from app.jobs.loginquota import TEAM_LOGIN_QUOTA
 from app.models import TERMINAL_JOB_STATES, ConnectJob, JobErrorCount, JobStatus
 from app.storage import ReportStore
 
@@ -51,6 +52,7 @@ class JobView:
     webhook_error: str | None = None
     webhook_delivered_at: dt.datetime | None = None
     errors_by_code: dict[str, int] | None = None
+    quota_wait_until: dt.datetime | None = None
 
     @property
     def is_completed(self) -> bool:
@@ -69,6 +71,16 @@ class JobView:
         if tested <= 0 or elapsed <= 0:
             return None
         return round((self.total - self.processed) * elapsed / tested)
+
+    def waiting(self, now: dt.datetime) -> dict[str, Any] | None:
+        """What holds the job's rows back, while something does: the team's login quota."""
+        if self.status != JobStatus.RUNNING or self.quota_wait_until is None \
+                or self.quota_wait_until <= now:
+            return None
+        # Every row not yet final waits for the quota: a runner that finds the team out of
+        # quota parks the job's pending rows, and a row woken meanwhile is parked again.
+        return {"reason": TEAM_LOGIN_QUOTA, "resumesAt": iso(self.quota_wait_until),
+                "rows": self.total - self.processed}
 
 
 _TEAM_JOB = select(jobs).where(jobs.c.id == bindparam("job_id"),
@@ -102,7 +114,7 @@ def view_of(row: Any, errors_by_code: dict[str, int] | None = None) -> JobView:
         cancel_requested_at=row.cancel_requested_at, callback_url=row.callback_url,
         webhook_state=row.webhook_state, webhook_attempts=row.webhook_attempts,
         webhook_error=row.webhook_error, webhook_delivered_at=row.webhook_delivered_at,
-        errors_by_code=errors_by_code,
+        errors_by_code=errors_by_code, quota_wait_until=row.quota_wait_until,
     )
 
 
@@ -129,6 +141,7 @@ def status_payload(view: JobView, store: ReportStore, clock: Clock, url_ttl_seco
         **counters(view),
         "progress": view.progress,
         "etaSeconds": view.eta_seconds(now),
+        "waiting": view.waiting(now),
         "errorsByCode": view.errors_by_code or {},
         "ignoredColumns": view.ignored_columns,
         "error": view.error,

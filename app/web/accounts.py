@@ -21,6 +21,7 @@ from app.accounts.service import (
 from app.accounts.slots import HostBusy, HostSlots
 from app.importing.aliases import canonical_record, flatten_single_connect
 from app.importing.rows import FieldError, validate_row
+from app.jobs.loginquota import TEAM_LOGIN_QUOTA, QuotaExceeded
 from app.services import Services
 from app.web.auth import require_team
 from app.web.errors import ApiError
@@ -47,7 +48,8 @@ def _slots() -> HostSlots:
     s = _services()
     queue = current_app.extensions["mailconnect.queue"]
     return HostSlots(s.gate, s.settings.probe_timeout_seconds,
-                     on_woken=getattr(queue, "wake_rows", None))
+                     on_woken=getattr(queue, "wake_rows", None),
+                     team_id=g.team_id, quota=s.login_quota)
 
 
 @blueprint.errorhandler(HostBusy)
@@ -55,6 +57,15 @@ def _host_busy(exc: HostBusy):
     response = jsonify({"message": f"host_busy: {exc}", "errorCode": "host_busy",
                         "hosts": list(exc.hosts), "retryAfter": exc.retry_after})
     response.status_code = 503
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+@blueprint.errorhandler(QuotaExceeded)
+def _quota_exceeded(exc: QuotaExceeded):
+    response = jsonify({"message": f"{TEAM_LOGIN_QUOTA}: {exc}", "errorCode": TEAM_LOGIN_QUOTA,
+                        "retryAfter": exc.retry_after})
+    response.status_code = 429
     response.headers["Retry-After"] = str(exc.retry_after)
     return response
 
@@ -186,7 +197,9 @@ def change(account_id: int):
     landed during the test, the answer says `"stale": true` and shows the account as it is.
     Two PATCHes that race both apply, in the order they are written; each merges into the
     account as it is when it writes, so neither reverts the other's fields.
-    503 host_busy (nothing changed) when the new hosts have no free test slot.
+    503 host_busy (nothing changed) when the new hosts have no free test slot; 429
+    team_login_quota (nothing changed either: send the PATCH again after Retry-After) when
+    the team has spent its TEAM_MAX_LOGINS_PER_HOUR.
     """
     s = _services()
     try:

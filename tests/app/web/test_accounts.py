@@ -231,6 +231,22 @@ def test_single_connect_validation_names_every_field(client, api_key, mail_serve
     assert response.status_code == 422 and response.json["message"].startswith("test:")
 
 
+def single_account_calls(client, api_key, mail_server, account_id):
+    """Every call that tests one account while the user waits (a new dave@example.test, or
+    the saved account_id), each a function that makes it."""
+    return {
+        "connect": lambda: client.post(f"{BASE}/smtp-imap/connect",
+                                       json=single(mail_server, "dave@example.test"),
+                                       headers=headers(api_key)),
+        "dry run": lambda: client.post(f"{BASE}/smtp-imap/connect",
+                                       json=single(mail_server, "dave@example.test", test=True),
+                                       headers=headers(api_key)),
+        "test": lambda: client.post(f"{BASE}/{account_id}/test", headers=headers(api_key)),
+        "patch": lambda: client.patch(f"{BASE}/{account_id}", json={"smtpPassword": "x"},
+                                      headers=headers(api_key)),
+    }
+
+
 @pytest.fixture
 def capped(real_services, env):
     """A cap of 1 per host on the test's real Redis, and a 1 s probe deadline to wait out."""
@@ -254,17 +270,7 @@ def test_single_account_calls_wait_for_the_hosts_slots(client, api_key, real_ser
     before = client.get(f"{BASE}/{account_id}", headers=headers(api_key)).json["payload"]
     held = capped.acquire(["localhost"]).lease  # a job's runner testing another mailbox
 
-    calls = {
-        "connect": lambda: client.post(f"{BASE}/smtp-imap/connect",
-                                       json=single(mail_server, "dave@example.test"),
-                                       headers=headers(api_key)),
-        "dry run": lambda: client.post(f"{BASE}/smtp-imap/connect",
-                                       json=single(mail_server, "dave@example.test", test=True),
-                                       headers=headers(api_key)),
-        "test": lambda: client.post(f"{BASE}/{account_id}/test", headers=headers(api_key)),
-        "patch": lambda: client.patch(f"{BASE}/{account_id}", json={"smtpPassword": "x"},
-                                      headers=headers(api_key)),
-    }
+    calls = single_account_calls(client, api_key, mail_server, account_id)
     for name, call in calls.items():
         busy = call()
         assert busy.status_code == 503, (name, busy.json)
