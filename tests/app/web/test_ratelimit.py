@@ -20,7 +20,13 @@ SINGLE = f"{BASE}/smtp-imap/connect"
 RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 
 
-def web_process(services, queue, settings=None):
+@pytest.fixture
+def env(env):
+    """The test environment with the service's default limits (conftest raises them)."""
+    return {name: value for name, value in env.items() if not name.startswith("RATE_LIMIT")}
+
+
+def web_process(services, queue, settings):
     """One web process: its own app and limiter, on the shared database and Redis."""
     return create_app(settings=settings, services=services, queue=queue).test_client()
 
@@ -34,8 +40,8 @@ def dry_run(port: int) -> dict:
 
 
 def test_the_61st_single_test_in_a_minute_is_429_counted_across_web_processes(
-        services, queue, api_key):
-    processes = [web_process(services, queue) for _ in range(2)]
+        services, queue, api_key, env):
+    processes = [web_process(services, queue, load_settings(**env)) for _ in range(2)]
     body, key = dry_run(free_port()), {"x-api-key": api_key}
     for n in range(60):  # alternating: each process alone sees 30, so the count is Redis's
         answer = processes[n % 2].post(SINGLE, json=body, headers=key)
@@ -105,8 +111,8 @@ def test_the_limit_resets_after_its_window(services, queue, api_key, env):
 
 
 def test_redis_keys_hold_neither_the_key_nor_its_stored_hash(services, queue, api_key,
-                                                             redis_url):
-    client = web_process(services, queue)
+                                                             redis_url, env):
+    client = web_process(services, queue, load_settings(**env))
     assert client.get(BASE, headers={"x-api-key": api_key}).status_code == 200
     names = [name.decode() for name in redis.Redis.from_url(redis_url).keys("*mailconnect*")]
     assert any("/poll/" in name for name in names)
@@ -135,8 +141,8 @@ def test_rate_limits_can_be_turned_off(services, queue, api_key, env):
         assert not set(RATE_HEADERS) & set(answer.headers.keys())
 
 
-def test_every_api_route_has_a_category(services, queue):
-    app = create_app(services=services, queue=queue)
+def test_every_api_route_has_a_category(services, queue, env):
+    app = create_app(settings=load_settings(**env), services=services, queue=queue)
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith("/v1/"):
             assert isinstance(category_of(app.view_functions[rule.endpoint]), Category), rule
