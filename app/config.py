@@ -9,7 +9,8 @@ from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from limits import RateLimitItem, parse_many
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.credentials import CredentialCipher
@@ -97,6 +98,15 @@ class Settings(BaseSettings):
     webhook_backoff_seconds: float = Field(default=10.0, ge=0, le=600,
                                            alias="WEBHOOK_BACKOFF_SECONDS")
 
+    # Requests per API key, counted in Redis across every web process: limits strings such as
+    # `60/minute` or `10/second;100/minute` (each part enforced). Polls stay far above the
+    # polling benchmark's 50 pollers at one poll each 0.5 s (6,000/minute from one key).
+    rate_limits_enabled: bool = Field(default=True, alias="RATE_LIMITS_ENABLED")
+    rate_limit_bulk: str = Field(default="60/minute", alias="RATE_LIMIT_BULK")
+    rate_limit_single: str = Field(default="60/minute", alias="RATE_LIMIT_SINGLE")
+    rate_limit_poll: str = Field(default="30000/minute", alias="RATE_LIMIT_POLL")
+    rate_limit_manage: str = Field(default="600/minute", alias="RATE_LIMIT_MANAGE")
+
     port: int = Field(default=8000, ge=1, le=65535, alias="PORT")
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")
 
@@ -125,6 +135,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"TEAM_MAX_LOGINS_PER_HOUR must be at least 2 (got {value}): an account test "
                 "makes two logins, SMTP and IMAP, and there is no 0 meaning unlimited")
+        return value
+
+    @field_validator("rate_limit_bulk", "rate_limit_single", "rate_limit_poll",
+                     "rate_limit_manage")
+    @classmethod
+    def _rate_limit_parses(cls, value: str, info: ValidationInfo) -> str:
+        _setting(info.field_name.upper(), parse_rate_limit, value)  # the env name
         return value
 
     @field_validator("probe_host_limits")
@@ -182,6 +199,12 @@ class Settings(BaseSettings):
         return HostPolicy(banned_hosts=parse_banned_hosts(self.probe_banned_hosts),
                           allowed_ports=parse_ports(self.probe_allowed_ports))
 
+    @property
+    def rate_limits(self) -> dict[str, str]:
+        """Each rate-limit category's limits string, by category name."""
+        return {"bulk": self.rate_limit_bulk, "single": self.rate_limit_single,
+                "poll": self.rate_limit_poll, "manage": self.rate_limit_manage}
+
     def probe_settings(self) -> ProbeSettings:
         return ProbeSettings(
             timeout_seconds=self.probe_timeout_seconds,
@@ -232,6 +255,16 @@ def _setting(name: str, parse: Callable[[str], object], value: str) -> None:
         parse(value)
     except ValueError as exc:
         raise ValueError(f"{name}: {exc}") from None
+
+
+def parse_rate_limit(value: str) -> list[RateLimitItem]:
+    """A limits string (`60/minute`, `10/second;100/minute`), each part allowing at least one."""
+    items = parse_many(value)
+    for item in items:
+        if item.amount < 1:
+            raise ValueError(f"{value.strip()!r} allows no request at all; set "
+                             "RATE_LIMITS_ENABLED=false to turn limits off, not a zero limit")
+    return items
 
 
 def _parse_host_limits(value: str) -> dict[str, int]:

@@ -141,6 +141,10 @@ def env(tmp_path: Path, database_url: str, s3_endpoint: str, redis_url: str, pki
         # The test servers listen on random high ports; production keeps the mail ports.
         "PROBE_ALLOWED_PORTS": "1-65535",
         "PROBE_EXTRA_CA_FILE": str(pki.ca_file),
+        # Limits stay on (every request goes through the limiter), far above what any test
+        # sends from one key; tests/app/web/test_ratelimit.py sets real ones.
+        **{f"RATE_LIMIT_{category}": "100000/minute"
+           for category in ("BULK", "SINGLE", "POLL", "MANAGE")},
     }
 
 

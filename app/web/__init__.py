@@ -10,6 +10,7 @@ from app.services import Services, build_services
 from app.teams import KeyCache
 from app.web import accounts, connect
 from app.web.errors import register_error_handlers
+from app.web.ratelimit import install_rate_limits
 
 
 def create_app(
@@ -33,6 +34,7 @@ def create_app(
     register_error_handlers(app)
     app.register_blueprint(connect.blueprint)
     app.register_blueprint(accounts.blueprint)
+    install_rate_limits(app, settings)
 
     @app.get("/healthz")
     def healthz():

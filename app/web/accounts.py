@@ -25,6 +25,7 @@ from app.jobs.loginquota import TEAM_LOGIN_QUOTA, QuotaExceeded
 from app.services import Services
 from app.web.auth import require_team
 from app.web.errors import ApiError
+from app.web.ratelimit import Category, rate_limited
 
 blueprint = Blueprint("accounts", __name__, url_prefix="/v1/email-accounts")
 blueprint.before_request(require_team)
@@ -109,6 +110,7 @@ def _int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
 
 
 @blueprint.post("/smtp-imap/connect")
+@rate_limited(Category.SINGLE)
 def connect_one():
     """Saleshandy's single connect: test now, save whatever the result (unless `test`)."""
     s = _services()
@@ -132,6 +134,7 @@ def connect_one():
 
 
 @blueprint.get("")
+@rate_limited(Category.POLL)
 def index():
     page = _int_arg("page", 1, 1, 10**6)
     limit = _int_arg("limit", 50, 1, MAX_PAGE_SIZE)
@@ -146,6 +149,7 @@ def index():
 
 
 @blueprint.get("/<int:account_id>")
+@rate_limited(Category.POLL)
 def show(account_id: int):
     account = get_account(_services().db, g.team_id, account_id)
     if account is None:
@@ -154,6 +158,7 @@ def show(account_id: int):
 
 
 @blueprint.delete("/<int:account_id>")
+@rate_limited(Category.MANAGE)
 def destroy(account_id: int):
     if not delete_account(_services().db, g.team_id, account_id):
         raise _not_found(account_id)
@@ -166,6 +171,7 @@ _STALE = ("The account's settings were changed while this test ran, so its store
 
 
 @blueprint.post("/<int:account_id>/test")
+@rate_limited(Category.SINGLE)
 def test(account_id: int):
     """Re-test the account as it is now, with its stored credentials, and store only the
     result (never the settings: a change made meanwhile is kept).
@@ -186,6 +192,7 @@ def test(account_id: int):
 
 
 @blueprint.patch("/<int:account_id>")
+@rate_limited(Category.SINGLE)
 def change(account_id: int):
     """Change an account; the email cannot change.
 

@@ -33,6 +33,7 @@ from app.services import Services
 from app.storage import StorageError
 from app.web.auth import require_team
 from app.web.errors import ApiError, error_response
+from app.web.ratelimit import Category, rate_limited
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("connect", __name__, url_prefix="/v1/email-accounts")
@@ -54,6 +55,7 @@ KNOWN_ERROR_CODES = frozenset(code.value for code in ErrorCode)
 
 
 @blueprint.post("/connect")
+@rate_limited(Category.BULK)
 def connect():
     services = _services()
     options = _job_options("connect")
@@ -68,6 +70,7 @@ def connect():
 
 
 @blueprint.post("/reconnect")
+@rate_limited(Category.BULK)
 def reconnect():
     """Re-test stored accounts (Saleshandy's reconnect): a job like a bulk connect."""
     services = _services()
@@ -188,6 +191,7 @@ def _read_batch(max_rows: int) -> Batch:
 
 
 @blueprint.get("/connect/status/<request_id>")
+@rate_limited(Category.POLL)
 def connect_status(request_id: str):
     return jsonify({"payload": _status(request_id)})
 
@@ -217,6 +221,7 @@ def _not_found(request_id: str) -> ApiError:
 
 
 @blueprint.post("/connect/<request_id>/cancel")
+@rate_limited(Category.BULK)
 def cancel(request_id: str):
     services = _services()
     try:
@@ -233,6 +238,7 @@ def cancel(request_id: str):
 
 
 @blueprint.post("/connect/<request_id>/retry")
+@rate_limited(Category.BULK)
 def retry(request_id: str):
     services = _services()
     codes = _codes()
@@ -265,6 +271,7 @@ def _codes() -> set[str] | None:
 
 
 @blueprint.get("/connect/jobs")
+@rate_limited(Category.POLL)
 def jobs():
     services = _services()
     page = _int_arg("page", 1, 1, 10**9)
