@@ -24,6 +24,7 @@ from app.importing.rows import FieldError, validate_row
 from app.services import Services
 from app.web.auth import require_team
 from app.web.errors import ApiError
+from app.web.guards import json_body
 
 blueprint = Blueprint("accounts", __name__, url_prefix="/v1/email-accounts")
 blueprint.before_request(require_team)
@@ -66,9 +67,9 @@ def _not_found(account_id: int) -> ApiError:
 def _json_object() -> dict:
     if request.mimetype != "application/json":
         raise ApiError(415, "Content-Type: must be application/json")
-    body = request.get_json(silent=True)
+    body = json_body(request.get_data())
     if not isinstance(body, dict):
-        raise ApiError(400 if body is None else 422, "body: must be a JSON object")
+        raise ApiError(422, "body: must be a JSON object")
     return body
 
 

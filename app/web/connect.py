@@ -3,7 +3,6 @@ list jobs."""
 
 from __future__ import annotations
 
-import json
 import logging
 
 from flask import Blueprint, current_app, g, jsonify, request
@@ -33,6 +32,7 @@ from app.services import Services
 from app.storage import StorageError
 from app.web.auth import require_team
 from app.web.errors import ApiError, error_response
+from app.web.guards import json_body
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("connect", __name__, url_prefix="/v1/email-accounts")
@@ -77,10 +77,7 @@ def reconnect():
         return replay
     if request.mimetype != "application/json":
         raise ApiError(415, "Content-Type: must be application/json")
-    try:
-        ids = json.loads(request.get_data())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"body: is not valid JSON ({exc})") from None
+    ids = json_body(request.get_data())
     if not isinstance(ids, list) or not ids:
         raise ApiError(422, "body: must be a non-empty JSON array of account ids")
     limit = services.settings.max_accounts_per_request
@@ -170,11 +167,7 @@ def _read_batch(max_rows: int) -> Batch:
     mimetype = request.mimetype
     try:
         if mimetype == "application/json":
-            try:
-                payload = json.loads(request.get_data())
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise ApiError(400, f"body: is not valid JSON ({exc})") from None
-            return batch_from_json(payload, max_rows)
+            return batch_from_json(json_body(request.get_data()), max_rows)
         if mimetype == "text/csv":
             return batch_from_csv(request.get_data(), max_rows)
         if mimetype == "multipart/form-data":

@@ -5,6 +5,9 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+# gunicorn's threaded worker (what `--threads N` picks), but its own error pages are JSON too.
+worker_class = "app.web.gunicorn_worker.JsonErrorWorker"
+
 
 def post_worker_init(worker: Any) -> None:
     # Polls are short and many. With CPython's default 5 ms switch interval, a poll whose thread
