@@ -24,7 +24,7 @@ from app.importing.rows import FieldError, validate_row
 from app.services import Services
 from app.web.auth import require_team
 from app.web.errors import ApiError
-from app.web.guards import json_body
+from app.web.guards import json_body, whole_number
 
 blueprint = Blueprint("accounts", __name__, url_prefix="/v1/email-accounts")
 blueprint.before_request(require_team)
@@ -93,9 +93,10 @@ def _int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    number = whole_number(raw, low, high)
+    if number is None:
         raise ApiError(422, f"{name}: must be a whole number from {low} to {high}")
-    return int(raw)
+    return number
 
 
 @blueprint.post("/smtp-imap/connect")

@@ -32,7 +32,7 @@ from app.services import Services
 from app.storage import StorageError
 from app.web.auth import require_team
 from app.web.errors import ApiError, error_response
-from app.web.guards import json_body
+from app.web.guards import json_body, whole_number
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("connect", __name__, url_prefix="/v1/email-accounts")
@@ -275,9 +275,10 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.strip().isdigit() or not low <= int(raw) <= high:
+    number = whole_number(raw, low, high)
+    if number is None:
         raise ApiError(422, f"{name}: must be a whole number from {low} to {high}")
-    return int(raw)
+    return number
 
 
 def _publish(send, job_id: str) -> None:

@@ -28,8 +28,8 @@ def json_body(data: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """The parsed body, or a 400 naming `body`: not UTF-8, nested deeper than `max_depth`,
     not JSON, or holding a string no database can store (an unpaired surrogate).
 
-    A number too large for a float (`1e999`) stays the text it was written as, so validation
-    names its field instead of the database refusing Infinity.
+    A number too large for a float (`1e999`) is refused here too: Python would make it
+    Infinity, which no field takes and PostgreSQL's JSON cannot store.
     """
     try:
         text = data.decode("utf-8-sig")
@@ -39,7 +39,10 @@ def json_body(data: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     if depth > max_depth:
         raise ApiError(400, f"body: JSON nesting deeper than {max_depth} levels")
     try:
-        value = json.loads(text, parse_float=_finite_or_text, parse_constant=_no_constant)
+        value = json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+    except _OutOfRange as exc:
+        raise ApiError(400, f"body: the number {exc} is out of range (JSON numbers here must "
+                            "fit a 64-bit float)") from None
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, f"body: is not valid JSON ({exc})") from None
     if _SURROGATE_ESCAPE.search(text) and not _encodable(value):
@@ -66,9 +69,27 @@ def json_depth(text: str, limit: int) -> int:
     return limit + 1 if "[]" in brackets else limit + brackets.count("[")
 
 
-def _finite_or_text(literal: str) -> float | str:
+class _OutOfRange(ValueError):
+    pass
+
+
+_DIGITS = re.compile(r"\d{1,19}", re.ASCII)
+
+
+def whole_number(raw: str, low: int, high: int) -> int | None:
+    """`raw` as a whole number from low to high, or None. ASCII digits only: str.isdigit also
+    takes "²", which int() refuses, and a few thousand digits make int() raise."""
+    raw = raw.strip()
+    if not _DIGITS.fullmatch(raw) or not low <= int(raw) <= high:
+        return None
+    return int(raw)
+
+
+def _finite(literal: str) -> float:
     number = float(literal)
-    return number if math.isfinite(number) else literal
+    if not math.isfinite(number):
+        raise _OutOfRange(literal if len(literal) <= 40 else literal[:40] + "...")
+    return number
 
 
 def _no_constant(name: str) -> Any:
