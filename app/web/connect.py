@@ -4,6 +4,7 @@ list jobs."""
 from __future__ import annotations
 
 import logging
+import re
 
 from flask import Blueprint, current_app, g, jsonify, request
 
@@ -43,6 +44,18 @@ ACCEPTED_MESSAGE = (
     "we connect your email accounts. You may check the status using this API "
     "`/v1/email-accounts/connect/status/{requestId}`."
 )
+
+
+# Our ids are 20 hex digits; anything far from that shape names no import, and some of it
+# (a NUL) the database would refuse with an error rather than find nothing.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+@blueprint.url_value_preprocessor
+def _request_ids_fit(_endpoint: str | None, values: dict | None) -> None:
+    request_id = (values or {}).get("request_id")
+    if request_id is not None and not _REQUEST_ID.fullmatch(request_id):
+        raise _not_found(request_id[:100])
 
 
 def _services() -> Services:
