@@ -34,7 +34,9 @@ from app.probe.policy import HostPolicy
 _EMAIL = re.compile(r"^[^@\s\"<>,;]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
                        r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$")
-_IPV6_LITERAL = re.compile(r"^\[?[0-9A-Fa-f:.]+\]?$")
+# Needs a colon: without one, "aaaa" (any length) would pass as an address.
+_IPV6_LITERAL = re.compile(r"^\[?[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*\]?$")
+MAX_HOST_LENGTH = 253
 # C0 controls and DEL. In a user name, CR LF would end the IMAP command or SMTP AUTH line early
 # and smuggle in another; in a host name they have no business at all.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -82,6 +84,8 @@ def _email(value: Any) -> str:
 
 
 def _host(value: Any) -> str:
+    if isinstance(value, str) and len(value) > MAX_HOST_LENGTH:
+        raise ValueError(f"is too long (at most {MAX_HOST_LENGTH} characters)")
     if not isinstance(value, str) or not (_HOSTNAME.match(value) or _IPV6_LITERAL.match(value)):
         raise ValueError("is not a valid host name")
     return value.strip("[]").rstrip(".").lower()

@@ -25,6 +25,7 @@ from app.jobs.loginquota import TEAM_LOGIN_QUOTA, QuotaExceeded
 from app.services import Services
 from app.web.auth import require_team
 from app.web.errors import ApiError
+from app.web.guards import json_body, whole_number
 from app.web.ratelimit import Category, rate_limited
 
 blueprint = Blueprint("accounts", __name__, url_prefix="/v1/email-accounts")
@@ -78,9 +79,9 @@ def _not_found(account_id: int) -> ApiError:
 def _json_object() -> dict:
     if request.mimetype != "application/json":
         raise ApiError(415, "Content-Type: must be application/json")
-    body = request.get_json(silent=True)
+    body = json_body(request.get_data())
     if not isinstance(body, dict):
-        raise ApiError(400 if body is None else 422, "body: must be a JSON object")
+        raise ApiError(422, "body: must be a JSON object")
     return body
 
 
@@ -104,9 +105,10 @@ def _int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    number = whole_number(raw, low, high)
+    if number is None:
         raise ApiError(422, f"{name}: must be a whole number from {low} to {high}")
-    return int(raw)
+    return number
 
 
 @blueprint.post("/smtp-imap/connect")

@@ -3,8 +3,8 @@ list jobs."""
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 
 from flask import Blueprint, current_app, g, jsonify, request
 
@@ -33,6 +33,7 @@ from app.services import Services
 from app.storage import StorageError
 from app.web.auth import require_team
 from app.web.errors import ApiError, error_response
+from app.web.guards import json_body, whole_number
 from app.web.ratelimit import Category, rate_limited
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,18 @@ ACCEPTED_MESSAGE = (
     "we connect your email accounts. You may check the status using this API "
     "`/v1/email-accounts/connect/status/{requestId}`."
 )
+
+
+# Our ids are 20 hex digits; anything far from that shape names no import, and some of it
+# (a NUL) the database would refuse with an error rather than find nothing.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+@blueprint.url_value_preprocessor
+def _request_ids_fit(_endpoint: str | None, values: dict | None) -> None:
+    request_id = (values or {}).get("request_id")
+    if request_id is not None and not _REQUEST_ID.fullmatch(request_id):
+        raise _not_found(request_id[:100])
 
 
 def _services() -> Services:
@@ -80,10 +93,7 @@ def reconnect():
         return replay
     if request.mimetype != "application/json":
         raise ApiError(415, "Content-Type: must be application/json")
-    try:
-        ids = json.loads(request.get_data())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"body: is not valid JSON ({exc})") from None
+    ids = json_body(request.get_data())
     if not isinstance(ids, list) or not ids:
         raise ApiError(422, "body: must be a non-empty JSON array of account ids")
     limit = services.settings.max_accounts_per_request
@@ -173,11 +183,7 @@ def _read_batch(max_rows: int) -> Batch:
     mimetype = request.mimetype
     try:
         if mimetype == "application/json":
-            try:
-                payload = json.loads(request.get_data())
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise ApiError(400, f"body: is not valid JSON ({exc})") from None
-            return batch_from_json(payload, max_rows)
+            return batch_from_json(json_body(request.get_data()), max_rows)
         if mimetype == "text/csv":
             return batch_from_csv(request.get_data(), max_rows)
         if mimetype == "multipart/form-data":
@@ -289,9 +295,10 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.strip().isdigit() or not low <= int(raw) <= high:
+    number = whole_number(raw, low, high)
+    if number is None:
         raise ApiError(422, f"{name}: must be a whole number from {low} to {high}")
-    return int(raw)
+    return number
 
 
 def _publish(send, job_id: str) -> None:

@@ -6,7 +6,14 @@ import logging
 
 from flask import Flask, jsonify
 from sqlalchemy import exc as sa_exc
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import (
+    BadRequest,
+    HTTPException,
+    MethodNotAllowed,
+    NotFound,
+    RequestEntityTooLarge,
+    UnsupportedMediaType,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +51,21 @@ def database_unavailable(exc: BaseException) -> bool:
         exc, sa_exc.OperationalError | sa_exc.InterfaceError)
 
 
+# What werkzeug's own refusals are about, named like every other error: "field: what is wrong".
+_HTTP_ERROR_FIELDS: dict[type[HTTPException], str] = {
+    NotFound: "path",
+    MethodNotAllowed: "method",
+    UnsupportedMediaType: "Content-Type",
+    BadRequest: "body",
+}
+
+
+def http_error_message(exc: HTTPException) -> str:
+    field = next((name for kind, name in _HTTP_ERROR_FIELDS.items() if isinstance(exc, kind)),
+                 "request")
+    return f"{field}: {exc.description or exc.name}"
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
@@ -56,7 +78,10 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
-        return error_response(exc.code or 500, exc.description or exc.name)
+        response, status = error_response(exc.code or 500, http_error_message(exc))
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response, status
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

@@ -8,6 +8,9 @@ from typing import Any
 
 from app.config import load_settings
 
+# gunicorn's threaded worker (what `--threads N` picks), but its own error pages are JSON too.
+worker_class = "app.web.gunicorn_worker.JsonErrorWorker"
+
 
 def on_starting(server: Any) -> None:
     # gunicorn sets up only its own loggers; without this the app's records reach a root
