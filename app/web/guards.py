@@ -28,8 +28,9 @@ def json_body(data: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """The parsed body, or a 400 naming `body`: not UTF-8, nested deeper than `max_depth`,
     not JSON, or holding a string no database can store (an unpaired surrogate).
 
-    A number too large for a float (`1e999`) is refused here too: Python would make it
-    Infinity, which no field takes and PostgreSQL's JSON cannot store.
+    A number too large for a float (`1e999`) is refused here too, naming where it is
+    (`smtpPort`, `[3].smtpPort`): Python would make it Infinity, which no field takes and
+    PostgreSQL's JSON cannot store.
     """
     try:
         text = data.decode("utf-8-sig")
@@ -38,13 +39,24 @@ def json_body(data: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     depth = json_depth(text, max_depth)
     if depth > max_depth:
         raise ApiError(400, f"body: JSON nesting deeper than {max_depth} levels")
+    overflowing: list[str] = []
+
+    def finite(literal: str) -> Any:
+        number = float(literal)
+        if math.isfinite(number):
+            return number
+        overflowing.append(literal)
+        return _OVERFLOW  # found by its identity below, to name the field that holds it
+
     try:
-        value = json.loads(text, parse_float=_finite, parse_constant=_no_constant)
-    except _OutOfRange as exc:
-        raise ApiError(400, f"body: the number {exc} is out of range (JSON numbers here must "
-                            "fit a 64-bit float)") from None
+        value = json.loads(text, parse_float=finite, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, f"body: is not valid JSON ({exc})") from None
+    if overflowing:
+        literal = overflowing[0]
+        shown = literal if len(literal) <= 40 else literal[:40] + "..."
+        raise ApiError(400, f"{_path_to(value, _OVERFLOW) or 'body'}: the number {shown} is "
+                            "out of range (JSON numbers here must fit a 64-bit float)")
     if _SURROGATE_ESCAPE.search(text) and not _encodable(value):
         raise ApiError(400, "body: contains an unpaired UTF-16 surrogate (\\ud800 to \\udfff); "
                             "text must be valid Unicode")
@@ -69,8 +81,7 @@ def json_depth(text: str, limit: int) -> int:
     return limit + 1 if "[]" in brackets else limit + brackets.count("[")
 
 
-class _OutOfRange(ValueError):
-    pass
+_OVERFLOW = object()
 
 
 _DIGITS = re.compile(r"\d{1,19}", re.ASCII)
@@ -85,11 +96,21 @@ def whole_number(raw: str, low: int, high: int) -> int | None:
     return int(raw)
 
 
-def _finite(literal: str) -> float:
-    number = float(literal)
-    if not math.isfinite(number):
-        raise _OutOfRange(literal if len(literal) <= 40 else literal[:40] + "...")
-    return number
+def _path_to(value: Any, target: object, path: str = "") -> str | None:
+    """Where `target` sits in the parsed body, as `[0].smtpPort` (a row) or `smtpPort`."""
+    if value is target:
+        return path
+    if isinstance(value, dict):
+        items = ((f"{path}.{key}" if path else str(key), item) for key, item in value.items())
+    elif isinstance(value, list):
+        items = ((f"{path}[{index}]", item) for index, item in enumerate(value))
+    else:
+        return None
+    for where, item in items:
+        found = _path_to(item, target, where)
+        if found is not None:
+            return found
+    return None
 
 
 def _no_constant(name: str) -> Any:

@@ -53,13 +53,19 @@ def error_response(status_line: bytes, message: str) -> bytes:
     return head + body
 
 
+# Header refusals quote the header, which may be the caller's API key or a Basic credential:
+# the answer says what is wrong, never what was sent.
+_QUOTES_HEADERS = (errors.InvalidHeader, errors.InvalidHeaderName, errors.ObsoleteFolding,
+                   errors.LimitRequestHeaders)
+
+
 def _message(status: int, exc: BaseException) -> str:
     if status >= 500:
         return "internal error; the request was not processed"
     for kinds, text in _FIELDS:
         if isinstance(exc, kinds):
-            return f"{text} ({exc})"
-    return f"request: refused ({exc})"
+            return text if isinstance(exc, _QUOTES_HEADERS) else f"{text} ({exc})"
+    return "request: refused"
 
 
 class _StatusRecorder:

@@ -97,3 +97,12 @@ def test_error_response_is_well_formed_http():
     assert head.startswith(b"HTTP/1.1 414 URI Too Long\r\n")
     assert json.loads(body) == {"message": 'path: "quoted" \u00fc'}
     assert f"Content-Length: {len(body)}".encode() in head
+
+
+def test_a_refused_header_is_not_quoted_back(web):
+    """The malformed header may be the caller's key; the answer never repeats it."""
+    for raw in (get("/healthz", "x-api-key mc_SECRETKEYVALUE"),
+                get("/healthz", "Authorization\x01: Bearer mc_SECRETKEYVALUE"),
+                get("/healthz", "X-Big: mc_SECRETKEYVALUE" + "b" * 9000)):
+        status, _, body = exchange(web, raw)
+        assert status in (400, 431) and b"SECRETKEYVALUE" not in body, body[:200]
