@@ -8,19 +8,12 @@ from app.accounts.slots import HostSlots
 from app.importing.rows import validate_row
 from app.jobs.hostgate import OpenGate
 from app.models import EmailAccount
-from app.probe import Prober
 from app.teams import create_api_key
 from tests.conftest import USERS
 from tests.factories import bulk_row
 
 pytestmark = pytest.mark.integration
 BASE = "/v1/email-accounts"
-
-
-@pytest.fixture
-def real_services(services, settings):
-    services.prober = Prober(settings.probe_settings())
-    return services
 
 
 def mailbox(server, email, password=None, **overrides):
@@ -36,13 +29,6 @@ def saved(real_services, team_id, row):
                            real_services.prober, team_id,
                            validate_row(row, policy=real_services.settings.host_policy),
                            slots=HostSlots(OpenGate(), 1)).account_id
-
-
-@pytest.fixture
-def team(real_services, api_key):
-    from app.teams import team_for_key
-
-    return team_for_key(real_services.db, api_key)
 
 
 def headers(key):

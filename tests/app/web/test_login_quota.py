@@ -6,22 +6,9 @@ from sqlalchemy import select
 
 from app.jobs.loginquota import RedisLoginQuota
 from app.models import EmailAccount
-from app.probe import Prober
-from app.teams import team_for_key
 from tests.app.web.test_accounts import BASE, headers, mailbox, saved, single_account_calls
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def real_services(services, settings):
-    services.prober = Prober(settings.probe_settings())
-    return services
-
-
-@pytest.fixture
-def team(real_services, api_key):
-    return team_for_key(real_services.db, api_key)
 
 
 def test_single_account_calls_past_the_quota_get_429_and_change_nothing(

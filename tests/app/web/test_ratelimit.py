@@ -153,3 +153,45 @@ def test_a_bad_limit_string_is_refused_at_startup_naming_the_setting(value):
     with pytest.raises(ConfigError, match="RATE_LIMIT_SINGLE"):
         load_settings(RATE_LIMIT_SINGLE=value)
 
+
+
+class Clock:
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def __call__(self) -> float:
+        return self.at
+
+
+def test_windows_are_aligned_to_the_clock_and_the_strictest_limit_answers(redis_url):
+    from app.config import parse_rate_limit
+    from app.web.ratelimit import RateLimiter
+
+    wall = Clock(1_000_000_000.25)  # a quarter of a second into a second, 40 s into a minute
+    limiter = RateLimiter(redis_url, {Category.BULK: parse_rate_limit("2/second;3/minute")},
+                          clock=wall)
+    caller = f"team1:key{time.time_ns()}"
+    first, second = (limiter.count(Category.BULK, caller) for _ in range(2))
+    assert (first.limit.amount, first.remaining, first.reset_in) == (2, 1, 1)
+    assert (second.remaining, second.exceeded) == (0, False)
+    third = limiter.count(Category.BULK, caller)
+    assert third.exceeded and third.limit.amount == 2 and third.reset_in == 1
+    wall.at += 1  # the next second: the per-second window renews, the minute's does not
+    fourth = limiter.count(Category.BULK, caller)
+    assert fourth.exceeded and fourth.limit.amount == 3 and fourth.reset_in == 19
+
+
+def test_without_redis_a_process_counts_in_memory_then_tries_redis_again(caplog):
+    from app.config import parse_rate_limit
+    from app.web.ratelimit import REDIS_RETRY_SECONDS, RateLimiter
+
+    steady = Clock(0.0)
+    limiter = RateLimiter(f"redis://127.0.0.1:{free_port()}/0",
+                          {Category.POLL: parse_rate_limit("5/minute")}, monotonic=steady)
+    with caplog.at_level(logging.WARNING):
+        counts = [limiter.count(Category.POLL, "team1:keyx") for _ in range(3)]
+        assert caplog.text.count("Redis unreachable") == 1  # tried once, then memory only
+        steady.at += REDIS_RETRY_SECONDS
+        counts.append(limiter.count(Category.POLL, "team1:keyx"))
+    assert [c.remaining for c in counts] == [4, 3, 2, 1]
+    assert caplog.text.count("Redis unreachable") == 2

@@ -25,14 +25,6 @@ MISSING_ACCOUNT = 999_999
 
 
 @pytest.fixture
-def real_services(services, settings):
-    from app.probe import Prober
-
-    services.prober = Prober(settings.probe_settings())
-    return services
-
-
-@pytest.fixture
 def acme(real_services, mail_server):
     """Team acme: a verified account and a finished job with a failed row."""
     created = create_api_key(real_services.db, real_services.clock, "acme")
