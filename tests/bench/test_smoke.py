@@ -46,3 +46,8 @@ def test_busyhost_benchmark_runs():
     assert result["claims"] >= 60 and result["messages"] >= 2, "a start_job and a finish_job"
     assert 1 <= result["peak_smtp"] <= 3 and 1 <= result["peak_imap"] <= 3
     assert result["probe_ms"] > 0 and result["wall_ratio"] > 0
+
+
+def test_ratelimit_benchmark_runs():
+    result = run_bench("tests.bench.ratelimit", "--rounds", "2", "--polls", "20")
+    assert result["on_ms"] > 0 and result["off_ms"] > 0 and result["ratio"] > 0
