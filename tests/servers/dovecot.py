@@ -14,6 +14,10 @@ It runs as root (CI) and as a normal user:
   reach their mail even when the work directory sits below a 0700 directory such as
   pytest's `/tmp/pytest-of-root`; the maildir root is handed to that user.
 * as a normal user, every Dovecot process runs as that user and nothing is chrooted.
+
+Besides passwords, Dovecot accepts OAuth2 (XOAUTH2, OAUTHBEARER) through an `oauth2` passdb
+that asks a token introspection server (tests/servers/introspection.py), started before it;
+`DovecotServer.tokens` mints and revokes the tokens it accepts.
 """
 
 from __future__ import annotations
