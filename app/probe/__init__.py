@@ -8,6 +8,7 @@ from app.probe.hints import hint_for
 from app.probe.model import (
     TRANSIENT_CODES,
     AccountProbe,
+    AuthMethod,
     Encryption,
     Endpoint,
     ErrorCode,
@@ -21,6 +22,7 @@ from app.probe.prober import Prober
 __all__ = [
     "TRANSIENT_CODES",
     "AccountProbe",
+    "AuthMethod",
     "Encryption",
     "Endpoint",
     "ErrorCode",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from app.probe.errors import ProbeError
 from app.probe.model import ErrorCode, MailProtocol
 
 SMTP, IMAP = MailProtocol.SMTP, MailProtocol.IMAP
@@ -80,6 +81,9 @@ RULES: tuple[Rule, ...] = (
           r"basic authentication is disabled|SmtpClientAuthentication is disabled"
           r"|security defaults policy|did not meet the criteria to be authenticated",
           E.BASIC_AUTH_DISABLED, "password sign-in is turned off; an App Password will not help"),
+    # Exchange Online once basic authentication is retired for SMTP AUTH (550 5.7.30).
+    _rule(None, None, r"basic authentication is not supported",
+          E.BASIC_AUTH_DISABLED, "only OAuth2 is accepted for this mailbox"),
     # --- The protocol itself switched off for the account (Gmail, Yandex) ---
     _rule(IMAP, None, r"IMAP (access )?is disabled|not enabled for IMAP|IMAP (access )?disabled",
           E.BASIC_AUTH_DISABLED, "IMAP access must be enabled in the mailbox's web settings"),
@@ -113,6 +117,20 @@ RULES: tuple[Rule, ...] = (
           r"|incorrect (password|username)|bad (password|credentials)",
           E.AUTH_FAILED),
 )
+
+# On an OAuth2 login the server's "wrong password" words ("535 5.7.8 Authentication failed",
+# "NO [AUTHENTICATIONFAILED]", Gmail's "Username and Password not accepted") mean that it refused
+# the token; throttling, lockouts, disabled SMTP AUTH and the rest keep their meaning.
+_TOKEN_REFUSALS = frozenset({E.AUTH_FAILED, E.APP_PASSWORD_REQUIRED})
+
+
+def oauth_refusal(error: ProbeError, status: str | None) -> ProbeError:
+    """A refused OAuth2 login's verdict, from the classified refusal and what the server's
+    JSON error challenge said (`status`, None when it sent none)."""
+    code = E.OAUTH_TOKEN_INVALID if error.code in _TOKEN_REFUSALS else error.code
+    message = error.message if status is None else f"{error.message} (token refused: {status})"
+    return ProbeError(code, message)
+
 
 _IMAP_CODE = re.compile(r"^(?:OK|NO|BAD|BYE|PREAUTH)\s+\[([A-Za-z0-9.-]+)", re.IGNORECASE)
 

@@ -55,6 +55,11 @@ GENERIC_HINTS: dict[ErrorCode, str] = {
         "Password sign-in (or IMAP/SMTP access) is switched off for this mailbox: enable it in "
         "the mailbox's settings; if the provider allows only OAuth, connect with OAuth instead."
     ),
+    E.OAUTH_TOKEN_INVALID: (
+        "The mail server refused the OAuth2 access token: it has expired, was revoked, or lacks "
+        "the mail scopes. Get a new token (refresh it, or connect the mailbox again through the "
+        "consent flow) for the same email address, with IMAP and SMTP access."
+    ),
     E.AUTH_MECHANISM_UNSUPPORTED: (
         "The server accepts no password login on this connection: use encryption ssl or "
         "starttls, and check that the host and port are the provider's ones for mail apps."
@@ -139,7 +144,19 @@ _ICLOUD_APP_ONLY = (
 )
 _MICROSOFT_OAUTH_ONLY = (
     "Microsoft has turned off password (basic) authentication for this mailbox: only OAuth "
-    "works now, and App Passwords do not help. Connect the mailbox with Microsoft OAuth instead."
+    "works now, and App Passwords do not help. Switch the row to OAuth2 (authType oauth2, "
+    "oauth2Provider microsoft) or connect the mailbox through the Microsoft consent flow."
+)
+_MICROSOFT_SUBMISSION_OAUTH_ONLY = (
+    "Exchange Online no longer accepts passwords for SMTP submission (5.7.30): only OAuth2 "
+    "works. Switch the row to OAuth2 (authType oauth2, oauth2Provider microsoft) with a token "
+    "that has the SMTP.Send scope, or connect the mailbox through the Microsoft consent flow."
+)
+_NO_OAUTH_MECHANISM = (
+    "This server offers no OAuth2 login (XOAUTH2 or OAUTHBEARER) on this connection: check "
+    "that the host and port are the provider's OAuth-enabled ones (for example "
+    "smtp.office365.com:587, outlook.office365.com:993, smtp.gmail.com, imap.gmail.com), or "
+    "connect this mailbox with a password."
 )
 _MICROSOFT_TENANT_SMTP_AUTH = (
     "SMTP AUTH is disabled for the Microsoft 365 tenant: ask the tenant's admin to enable "
@@ -168,12 +185,23 @@ PROVIDER_HINTS: dict[tuple[ErrorCode, str], str] = {
         "and POP/IMAP. For Google Workspace, the admin must also allow IMAP in the Admin console "
         "(Apps > Google Workspace > Gmail > End User Access)."
     ),
+    (E.OAUTH_TOKEN_INVALID, "google"): (
+        "Google refused the OAuth2 access token: it has expired (they last about an hour) or "
+        "was revoked, or it lacks the https://mail.google.com/ scope. Refresh it, or connect "
+        "the mailbox again through the Google consent flow."
+    ),
     (E.SERVER_THROTTLED, "google"): (
         "Gmail allows at most 15 IMAP connections per account: close other apps connected to "
         "this mailbox, wait a few minutes, then test again."
     ),
     # --- Microsoft (microsoft, o365, outlook) ---
     (E.BASIC_AUTH_DISABLED, "microsoft"): _MICROSOFT_OAUTH_ONLY,
+    (E.OAUTH_TOKEN_INVALID, "microsoft"): (
+        "Microsoft refused the OAuth2 access token: it has expired or was revoked, or it lacks "
+        "the https://outlook.office.com/IMAP.AccessAsUser.All and SMTP.Send scopes, or SMTP "
+        "AUTH is off for the mailbox. Refresh it or connect the mailbox again; the tenant's "
+        "admin may have to allow SMTP AUTH for it."
+    ),
     (E.AUTH_FAILED, "microsoft"): (
         "Microsoft rejected the login: check the password. If it is right, SMTP AUTH or IMAP is "
         "off for the mailbox: ask the Microsoft 365 admin to enable Authenticated SMTP and IMAP "
@@ -239,6 +267,10 @@ TEXT_HINTS: tuple[tuple[ErrorCode, re.Pattern[str], str], ...] = (
      _MICROSOFT_SECURITY_DEFAULTS),
     (E.BASIC_AUTH_DISABLED, re.compile(r"basic authentication is disabled", re.I),
      _MICROSOFT_OAUTH_ONLY),
+    (E.BASIC_AUTH_DISABLED, re.compile(r"basic authentication is not supported", re.I),
+     _MICROSOFT_SUBMISSION_OAUTH_ONLY),
+    (E.AUTH_MECHANISM_UNSUPPORTED, re.compile(r"no OAuth2 \w+ mechanism", re.I),
+     _NO_OAUTH_MECHANISM),
 )
 
 

@@ -1,5 +1,6 @@
-"""The IMAP login dialogue: greeting, CAPABILITY, STARTTLS, LOGIN or AUTHENTICATE PLAIN,
-EXAMINE INBOX, LOGOUT (RFC 3501 / 9051, 4959 SASL-IR, 7888 LITERAL+)."""
+"""The IMAP login dialogue: greeting, CAPABILITY, STARTTLS, LOGIN or AUTHENTICATE (PLAIN, or
+XOAUTH2 / OAUTHBEARER for OAuth2), EXAMINE INBOX, LOGOUT (RFC 3501 / 9051, 4959 SASL-IR,
+7888 LITERAL+, 7628)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,16 @@ import re
 from dataclasses import dataclass, field
 
 from app.credentials import Secret
-from app.probe.classify import IMAP, imap_response_code, match_rule
+from app.probe.classify import IMAP, imap_response_code, match_rule, oauth_refusal
 from app.probe.errors import ConnectionClosed, ProbeError
-from app.probe.model import Encryption, ErrorCode
-from app.probe.sasl import plain_response
+from app.probe.model import AuthMethod, Encryption, ErrorCode
+from app.probe.sasl import (
+    OAUTH_ERROR_ACK,
+    oauth_error_status,
+    oauth_response,
+    pick_oauth_mechanism,
+    plain_response,
+)
 from app.probe.session import Session
 from app.probe.streams import Connection
 
@@ -44,6 +51,8 @@ class ImapClient:
         self.session = session
         self.capabilities: set[str] | None = None
         self.bye: str | None = None
+        self.continuation = ""  # the text of the last "+" line: a SASL challenge
+        self._refused_token: str | None = None  # what an OAuth2 error challenge said
         self._tag = 0
 
     @property
@@ -83,6 +92,7 @@ class ImapClient:
                         raise ProbeError(ErrorCode.PROTOCOL_ERROR, "too many untagged responses")
                     continue
                 if line.startswith("+") and continuation:
+                    self.continuation = line[1:].strip()
                     return None
                 head, _, rest = line.partition(" ")
                 if head == tag:
@@ -216,6 +226,9 @@ class ImapClient:
         caps = await self.ensure_capabilities()
         endpoint = self.session.endpoint
         tag = self.next_tag()
+        if endpoint.auth == AuthMethod.OAUTH2:
+            await self._login_oauth(tag, caps)
+            return
         if "LOGINDISABLED" not in caps:
             self.session.stage = "LOGIN"
             reply = await self.send(
@@ -223,7 +236,8 @@ class ImapClient:
             )
         elif "AUTH=PLAIN" in caps:
             self.session.stage = "AUTHENTICATE PLAIN"
-            reply = await self._authenticate_plain(tag, "SASL-IR" in caps)
+            response = plain_response(endpoint.username, endpoint.password)
+            reply = await self._authenticate(tag, b"PLAIN", response, "SASL-IR" in caps)
         else:
             hint = "" if self.conn.tls else " on an unencrypted connection (try starttls or ssl)"
             raise ProbeError(
@@ -235,21 +249,60 @@ class ImapClient:
             default = ErrorCode.AUTH_FAILED if reply.status == "NO" else ErrorCode.PROTOCOL_ERROR
             raise self.refusal(reply.text, reply.untagged, default)
 
-    async def _authenticate_plain(self, tag: str, initial_response: bool) -> Tagged:
+    async def _login_oauth(self, tag: str, caps: set[str]) -> None:
         endpoint = self.session.endpoint
-        command = tag.encode("ascii") + b" AUTHENTICATE PLAIN"
-        if initial_response:  # RFC 4959: the credentials ride on the command line
-            self.conn.write(
-                command + b" " + plain_response(endpoint.username, endpoint.password) + b"\r\n"
+        offered = {c.removeprefix("AUTH=") for c in caps if c.startswith("AUTH=")}
+        mechanism = pick_oauth_mechanism(offered)
+        if mechanism is None:
+            raise ProbeError(
+                ErrorCode.AUTH_MECHANISM_UNSUPPORTED,
+                "no OAuth2 AUTHENTICATE mechanism, XOAUTH2 or OAUTHBEARER (server offers: "
+                f"{' '.join(sorted(offered)) or 'none'}); the token was not sent",
             )
+        self.session.stage = f"AUTHENTICATE {mechanism}"
+        response = oauth_response(mechanism, endpoint.username, endpoint.password)
+        reply = await self._authenticate(
+            tag, mechanism.encode("ascii"), response, "SASL-IR" in caps,
+            error_ack=OAUTH_ERROR_ACK[mechanism],
+        )
+        if reply.status == "OK":
+            return
+        # NO: the token was refused; BAD: the server did not understand us.
+        default = (
+            ErrorCode.OAUTH_TOKEN_INVALID if reply.status == "NO" else ErrorCode.PROTOCOL_ERROR
+        )
+        error = self.refusal(reply.text, reply.untagged, default)
+        raise oauth_refusal(error, self._refused_token)
+
+    async def _authenticate(
+        self,
+        tag: str,
+        mechanism: bytes,
+        response: bytes,
+        initial_response: bool,
+        *,
+        error_ack: bytes | None = None,
+    ) -> Tagged:
+        """AUTHENTICATE with a one-step mechanism. `error_ack`: the answer to an error
+        challenge after the response (OAuth2's JSON error); without it any challenge there is
+        cancelled, as PLAIN has none."""
+        self._refused_token = None
+        command = tag.encode("ascii") + b" AUTHENTICATE " + mechanism
+        if initial_response:  # RFC 4959: the credentials ride on the command line
+            self.conn.write(command + b" " + response + b"\r\n")
         else:
             self.conn.write(command + b"\r\n")
             reply = await self.wait_tagged(tag, continuation=True)
             if reply is not None:
                 return reply
-            self.conn.write(plain_response(endpoint.username, endpoint.password) + b"\r\n")
+            self.conn.write(response + b"\r\n")
         reply = await self.wait_tagged(tag, continuation=True)
-        if reply is None:  # a further challenge PLAIN does not have: cancel (RFC 3501 6.2.2)
+        if reply is None and error_ack is not None:
+            # The server refused the token and explains why before its NO.
+            self._refused_token = oauth_error_status(self.continuation)
+            self.conn.write(error_ack + b"\r\n")
+            reply = await self.wait_tagged(tag, continuation=True)
+        if reply is None:  # a challenge the mechanism has no answer for: cancel (RFC 3501 6.2.2)
             self.conn.write(b"*\r\n")
             reply = await self.wait_tagged(tag)
             assert reply is not None

@@ -19,6 +19,11 @@ class Encryption(StrEnum):
     NONE = "none"          # plaintext throughout; only when the row asked for it
 
 
+class AuthMethod(StrEnum):
+    PASSWORD = "password"  # noqa: S105 - a method name, not a password
+    OAUTH2 = "oauth2"  # Endpoint.password holds the OAuth2 access token (a Secret)
+
+
 class MailProtocol(StrEnum):
     SMTP = "smtp"
     IMAP = "imap"
@@ -29,6 +34,7 @@ class ErrorCode(StrEnum):
     APP_PASSWORD_REQUIRED = "app_password_required"  # noqa: S105
     WEB_LOGIN_REQUIRED = "web_login_required"
     BASIC_AUTH_DISABLED = "basic_auth_disabled"
+    OAUTH_TOKEN_INVALID = "oauth_token_invalid"  # noqa: S105 - a code, not a token
     AUTH_MECHANISM_UNSUPPORTED = "auth_mechanism_unsupported"
     ACCOUNT_LOCKED = "account_locked"
     MAILBOX_UNAVAILABLE = "mailbox_unavailable"
@@ -70,6 +76,7 @@ class Endpoint:
     encryption: Encryption
     username: str
     password: Secret
+    auth: AuthMethod = AuthMethod.PASSWORD
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import re
 import sys
 
 from app.credentials import Secret
+from app.probe.sasl import OAuthMechanism, oauth_blob
 
 MAX_MESSAGE_CHARS = 300
 MASK = "********"
@@ -45,6 +46,8 @@ class Scrubber:
                 raw = password.encode("utf-8", "surrogatepass")
                 user = self._username.encode("utf-8", "surrogatepass")
                 encoded = [_b64(raw), _b64(b"\0" + user + b"\0" + raw), _b64(user + b"\0" + raw)]
+                # The password may be an OAuth2 access token: its XOAUTH2/OAUTHBEARER blobs too.
+                encoded += [_b64(oauth_blob(m, user, raw)) for m in OAuthMechanism]
                 forms.update(encoded)
                 forms.update(e.rstrip("=") for e in encoded)
                 forms.add(password)

@@ -5,10 +5,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from app.probe.classify import classify_smtp
+from app.probe.classify import classify_smtp, oauth_refusal
 from app.probe.errors import ProbeError
-from app.probe.model import Encryption, ErrorCode
-from app.probe.sasl import login_password, login_username, plain_response
+from app.probe.model import AuthMethod, Encryption, ErrorCode
+from app.probe.sasl import (
+    OAUTH_ERROR_ACK,
+    login_password,
+    login_username,
+    oauth_error_status,
+    oauth_response,
+    pick_oauth_mechanism,
+    plain_response,
+)
 from app.probe.session import Session
 
 _REPLY_LINE = re.compile(r"^(\d{3})([ -]|$)(.*)$", re.DOTALL)
@@ -116,6 +124,9 @@ async def _authenticate(session: Session, extensions: dict[str, str]) -> None:
             ErrorCode.AUTH_MECHANISM_UNSUPPORTED, f"the server offers no AUTH{hint}"
         )
     mechanisms = extensions["AUTH"].upper().split()
+    if endpoint.auth == AuthMethod.OAUTH2:
+        await _authenticate_oauth(session, mechanisms)
+        return
     if "PLAIN" in mechanisms:
         session.conn.write(
             b"AUTH PLAIN " + plain_response(endpoint.username, endpoint.password) + b"\r\n"
@@ -140,6 +151,36 @@ async def _authenticate(session: Session, extensions: dict[str, str]) -> None:
         reply = await command(session, "*")
         raise ProbeError(ErrorCode.PROTOCOL_ERROR, f"unexpected AUTH challenge; then: {reply}")
     raise refusal(reply, ErrorCode.AUTH_FAILED)
+
+
+async def _authenticate_oauth(session: Session, mechanisms: list[str]) -> None:
+    endpoint = session.endpoint
+    mechanism = pick_oauth_mechanism(set(mechanisms))
+    if mechanism is None:
+        raise ProbeError(
+            ErrorCode.AUTH_MECHANISM_UNSUPPORTED,
+            "no OAuth2 AUTH mechanism, XOAUTH2 or OAUTHBEARER "
+            f"(server offers: {' '.join(mechanisms) or 'none'}); the token was not sent",
+        )
+    session.stage = f"AUTH {mechanism}"
+    session.conn.write(
+        f"AUTH {mechanism} ".encode("ascii")
+        + oauth_response(mechanism, endpoint.username, endpoint.password)
+        + b"\r\n"
+    )
+    reply = await read_reply(session)
+    status = None
+    if reply.code == 334:  # the token was refused: a JSON error, then 535 once acknowledged
+        status = oauth_error_status(reply.text)
+        session.conn.write(OAUTH_ERROR_ACK[mechanism] + b"\r\n")
+        reply = await read_reply(session)
+    if reply.code == 235:
+        return
+    if reply.code == 334:  # a second challenge has no meaning here: cancel (RFC 4954)
+        reply = await command(session, "*")
+        raise ProbeError(ErrorCode.PROTOCOL_ERROR, f"unexpected AUTH challenge; then: {reply}")
+    error = refusal(reply, ErrorCode.OAUTH_TOKEN_INVALID)
+    raise oauth_refusal(error, status)
 
 
 async def _quit(session: Session) -> None:

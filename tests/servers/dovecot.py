@@ -14,6 +14,10 @@ It runs as root (CI) and as a normal user:
   reach their mail even when the work directory sits below a 0700 directory such as
   pytest's `/tmp/pytest-of-root`; the maildir root is handed to that user.
 * as a normal user, every Dovecot process runs as that user and nothing is chrooted.
+
+Besides passwords, Dovecot accepts OAuth2 (XOAUTH2, OAUTHBEARER) through an `oauth2` passdb
+that asks a token introspection server (tests/servers/introspection.py), started before it;
+`DovecotServer.tokens` mints and revokes the tokens it accepts.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.servers.introspection import IntrospectionServer, introspection_server
 from tests.servers.tls import TestPKI
 
 DOVECOT_CANDIDATES = ("dovecot", "/usr/sbin/dovecot", "/usr/local/sbin/dovecot")
@@ -60,6 +65,9 @@ class DovecotServer:
     submissions_port: int | None  # SMTP submission over implicit TLS (465-style)
     log_file: Path
     is_dovecot: bool = True
+    # Mints and revokes the OAuth2 tokens Dovecot accepts (XOAUTH2, OAUTHBEARER); None where
+    # the server has no OAuth2 (the pymap fallback).
+    tokens: IntrospectionServer | None = field(default=None, compare=False, repr=False)
     # Mail that Dovecot's submission service relayed (to a sink in the test process).
     relayed: list[RelayedMessage] = field(default_factory=list, compare=False, repr=False)
 
@@ -177,12 +185,39 @@ def _make_homes(mail_root: Path, users: Mapping[str, str], owner: pwd.struct_pas
             os.chown(directory, owner.pw_uid, owner.pw_gid)
 
 
+def _oauth2_passdb(workdir: Path, introspection_url: str | None) -> str:
+    """A passdb that checks XOAUTH2/OAUTHBEARER tokens at the introspection server.
+
+    It sits after the static `nodelay` passdb (which only sets fields) and before the password
+    one, and only the OAuth mechanisms reach it. No auth cache is configured, so a revoked
+    token is refused on the very next login.
+    """
+    if introspection_url is None:
+        return ""
+    args = workdir / "oauth2.conf"
+    args.write_text(
+        "introspection_mode = post\n"
+        f"introspection_url = {introspection_url}\n"
+        "force_introspection = yes\n"
+        "username_attribute = email\n"
+        "active_attribute = active\n"
+        "active_value = true\n"
+    )
+    return f"""passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {args}
+}}
+"""
+
+
 def _config(
     workdir: Path,
     pki: TestPKI,
     ports: dict[str, int],
     relay_port: int,
     users: Mapping[str, str],
+    introspection_url: str | None = None,
 ) -> str:
     base_dir = workdir / "run"
     state_dir = workdir / "state"
@@ -235,7 +270,7 @@ ssl_cert = <{pki.good.cert_file}
 ssl_key = <{pki.good.key_file}
 ssl_min_protocol = TLSv1.2
 
-auth_mechanisms = plain login
+auth_mechanisms = plain login{" xoauth2 oauthbearer" if introspection_url else ""}
 auth_username_format = %u
 auth_failure_delay = 0
 auth_verbose = yes
@@ -246,7 +281,7 @@ passdb {{
   driver = static
   args = noauthenticate nodelay=yes
 }}
-passdb {{
+{_oauth2_passdb(workdir, introspection_url)}passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {workdir / "users.passwd"}
 }}
@@ -344,7 +379,14 @@ def stop_process_group(process: subprocess.Popen) -> None:
             process.wait(timeout=STOP_TIMEOUT)
 
 
-def _launch(binary: str, workdir: Path, pki: TestPKI, relay_port: int, users: Mapping[str, str]):
+def _launch(
+    binary: str,
+    workdir: Path,
+    pki: TestPKI,
+    relay_port: int,
+    users: Mapping[str, str],
+    introspection_url: str | None,
+):
     """Start the master on fresh ports; returns (process, ports) or raises with the log."""
     log_file = workdir / "dovecot.log"
     stderr_file = workdir / "dovecot.stderr"
@@ -352,7 +394,9 @@ def _launch(binary: str, workdir: Path, pki: TestPKI, relay_port: int, users: Ma
     error = ""
     for _attempt in range(3):  # a picked port may be taken before Dovecot binds it
         ports = dict(zip(LISTENERS, free_ports(len(LISTENERS)), strict=True))
-        config_file.write_text(_config(workdir, pki, ports, relay_port, users))
+        config_file.write_text(
+            _config(workdir, pki, ports, relay_port, users, introspection_url)
+        )
         log_file.write_text("")
         with open(stderr_file, "wb") as stderr:
             process = subprocess.Popen(
@@ -392,8 +436,9 @@ def start_dovecot(workdir: Path, pki: TestPKI, users: Mapping[str, str]) -> Iter
     workdir.mkdir(parents=True, exist_ok=True)
     write_passwd_file(workdir / "users.passwd", users)
     relayed: list[RelayedMessage] = []
-    with relay_sink(relayed) as relay_port:
-        process, ports = _launch(binary, workdir, pki, relay_port, users)
+    # The introspection server first: Dovecot's config names its URL.
+    with introspection_server() as tokens, relay_sink(relayed) as relay_port:
+        process, ports = _launch(binary, workdir, pki, relay_port, users, tokens.url)
         try:
             yield DovecotServer(
                 imap_port=ports["imap"],
@@ -402,6 +447,7 @@ def start_dovecot(workdir: Path, pki: TestPKI, users: Mapping[str, str]) -> Iter
                 submissions_port=ports["submissions"],
                 log_file=workdir / "dovecot.log",
                 relayed=relayed,
+                tokens=tokens,
             )
         finally:
             stop_process_group(process)

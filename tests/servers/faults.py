@@ -192,6 +192,36 @@ def closing_server(banner: bytes = b"") -> Iterator[FaultServer]:
         yield server
 
 
+# --- OAuth2 (XOAUTH2, OAUTHBEARER) on the scripted servers -------------------------------------
+
+OAUTH_MECHANISMS = ("XOAUTH2", "OAUTHBEARER")
+# What Dovecot sends as the error challenge for a refused token (base64 of this JSON).
+OAUTH_ERROR_JSON = '{"status":"401","schemes":"bearer","scope":"mail"}'
+
+
+def parse_oauth_response(mechanism: str, blob: str) -> tuple[str, str]:
+    """(user, token) from a base64 XOAUTH2/OAUTHBEARER client response; ("", "") if malformed."""
+    try:
+        fields = base64.b64decode(blob, validate=True).decode().split("\x01")
+    except ValueError:
+        return "", ""
+    user = ""
+    if mechanism == "XOAUTH2":
+        user = next((f[5:] for f in fields if f.startswith("user=")), "")
+    elif fields[0].startswith("n,a="):  # OAUTHBEARER's gs2 header: n,a=<authzid>,
+        user = fields[0][4:].rstrip(",").replace("=2C", ",").replace("=3D", "=")
+    token = next((f[12:] for f in fields if f.startswith("auth=Bearer ")), "")
+    return user, token
+
+
+async def refuse_token(peer: Peer, continuation: str) -> str:
+    """The error challenge a refused token gets before the final refusal; returns the
+    client's answer to it (XOAUTH2: empty; OAUTHBEARER: "AQ==")."""
+    error = base64.b64encode(OAUTH_ERROR_JSON.encode()).decode()
+    await peer.send(f"{continuation} {error}")
+    return (await peer.readline()).decode("utf-8", "replace").strip()
+
+
 # --- scripted SMTP ----------------------------------------------------------------------------
 
 SmtpReplies = Mapping[str, "str | None"]
@@ -212,7 +242,9 @@ def scripted_smtp(
     replies maps a command verb (EHLO, HELO, STARTTLS, AUTH, QUIT, ...) to the reply to send:
     a string whose lines are separated by "\\n", or None to hang up instead. "{received}" in a
     reply is replaced by what the client sent for that command (to test echoing servers).
-    AUTH without a scripted reply checks `users` (if given) or accepts anything.
+    AUTH without a scripted reply checks `users` (if given) or accepts anything; XOAUTH2 and
+    OAUTHBEARER check the token as the password, and a refused token first gets the JSON error
+    challenge that Dovecot and Gmail send.
     STARTTLS is offered only when a `starttls` context is given.
     """
     script = dict(replies or {})
@@ -244,6 +276,11 @@ def scripted_smtp(
             with contextlib.suppress(Exception):
                 user = base64.b64decode(answer).decode()
                 password = base64.b64decode(secret).decode()
+        elif mechanism in OAUTH_MECHANISMS:  # the token is checked as the user's password
+            blob = args[1] if len(args) > 1 else ""
+            user, password = parse_oauth_response(mechanism, blob)
+            if users is not None and users.get(user) != password and "AUTH" not in script:
+                received += " " + await refuse_token(peer, "334")
         else:
             return await reply(peer, "AUTH", received, "504 5.5.4 Unrecognized mechanism")
         ok = users is None or users.get(user) == password
@@ -372,7 +409,8 @@ def scripted_imap(
     implicit_tls: ssl.SSLContext | None = None,
     untagged_before: Mapping[str, Sequence[str]] | None = None,
 ) -> Iterator[FaultServer]:
-    """A small IMAP server: LOGIN (quoted or literal), AUTHENTICATE PLAIN, STARTTLS, EXAMINE.
+    """A small IMAP server: LOGIN (quoted or literal), AUTHENTICATE PLAIN, XOAUTH2 and
+    OAUTHBEARER (the token checked as the password), STARTTLS, EXAMINE.
 
     replies maps a command (LOGIN, AUTHENTICATE, EXAMINE, STARTTLS, ...) to the tagged
     response text without the tag ("NO [ALERT] ..."), or None to hang up instead; "{received}"
@@ -439,15 +477,21 @@ def scripted_imap(
                     )
                     ok = await answer(peer, tag, command, default, received)
             elif command == "AUTHENTICATE":
+                mechanism = args[0].upper() if args else ""
                 blob = args[1] if len(args) > 1 else None
                 if blob is None:
                     await peer.send("+ ")
                     blob = (await peer.readline()).decode().strip()
                     received += " " + blob
                 user = password = ""
-                with contextlib.suppress(Exception):
-                    _, user, password = base64.b64decode(blob).decode().split("\0")
+                if mechanism in OAUTH_MECHANISMS:  # the token is checked as the user's password
+                    user, password = parse_oauth_response(mechanism, blob)
+                else:
+                    with contextlib.suppress(Exception):
+                        _, user, password = base64.b64decode(blob).decode().split("\0")
                 good = check(peer, user, password)
+                if not good and mechanism in OAUTH_MECHANISMS and command not in script:
+                    received += " " + await refuse_token(peer, "+")
                 authenticated = good or command in script
                 default = "OK Logged in" if good else "NO [AUTHENTICATIONFAILED] Failed."
                 ok = await answer(peer, tag, command, default, received)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import imaplib
+import json
 import smtplib
 import ssl
 import threading
+import urllib.parse
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -18,6 +21,7 @@ from tests.servers.dovecot import (
     start_dovecot,
     start_mail_server,
 )
+from tests.servers.introspection import introspection_server
 from tests.servers.pymap_imap import pymap_available, start_pymap
 from tests.servers.tls import TestPKI as PKI  # aliased: pytest would collect Test*
 from tests.servers.tls import make_pki
@@ -242,3 +246,19 @@ def test_start_mail_server_prefers_dovecot(tmp_path, pki, ctx):
         conn = imaplib.IMAP4_SSL(server.host, server.imaps_port, ssl_context=ctx, timeout=10)
         assert conn.login("carol", "pw")[0] == "OK"
         conn.logout()
+
+
+def _introspect(url: str, token: str) -> dict:
+    body = urllib.parse.urlencode({"token": token}).encode()
+    with urllib.request.urlopen(url, data=body, timeout=5) as answer:
+        return json.load(answer)
+
+
+def test_introspection_answers_for_minted_tokens_until_revoked() -> None:
+    with introspection_server() as tokens:
+        token = tokens.mint("alice@example.test")
+        assert _introspect(tokens.url, token) == {"active": True, "email": "alice@example.test"}
+        assert _introspect(tokens.url, "never-minted") == {"active": False}
+        tokens.revoke(token)
+        assert _introspect(tokens.url, token) == {"active": False}
+        assert tokens.asked == 3

@@ -26,6 +26,7 @@ from typing import Literal
 
 from app.credentials import Secret
 from app.probe import (
+    AuthMethod,
     Encryption,
     Endpoint,
     ErrorCode,
@@ -36,7 +37,7 @@ from app.probe import (
     ProtocolResult,
 )
 from app.probe.policy import OPEN_POLICY
-from app.probe.sasl import plain_response
+from app.probe.sasl import OAuthMechanism, oauth_response, plain_response
 from tests.app.probe.conftest import LOOPBACK_NETS, PASSWORD, USER
 from tests.servers.dovecot import DovecotServer, start_mail_server
 from tests.servers.faults import (
@@ -94,6 +95,7 @@ class Target:
     host: str = "localhost"
     # password -> did the server receive it? None where the server cannot tell (Dovecot).
     password_seen: Callable[[str], bool] | None = None
+    token: str | None = None  # an OAuth2 row's access token, minted by the server's setup
 
 
 class Servers:
@@ -137,12 +139,13 @@ SmtpdPort = Literal["starttls_port", "ssl_port", "plain_port"]
 
 
 def password_forms(username: str, password: str) -> list[str]:
-    """How a password can travel: as is (IMAP LOGIN), base64 alone (AUTH LOGIN), or inside a
-    base64 PLAIN blob (AUTH PLAIN, AUTHENTICATE PLAIN)."""
+    """How a password (or token) can travel: as is (IMAP LOGIN), base64 alone (AUTH LOGIN),
+    or inside a base64 PLAIN, XOAUTH2 or OAUTHBEARER blob."""
     return [
         password,
         base64.b64encode(password.encode()).decode(),
         plain_response(username, Secret(password)).decode(),
+        *(oauth_response(m, username, Secret(password)).decode() for m in OAuthMechanism),
     ]
 
 
@@ -150,6 +153,26 @@ def dovecot(port: DovecotPort) -> Setup:
     def setup(servers: Servers) -> AbstractContextManager[Target]:
         port_number = getattr(servers.dovecot, port)
         return contextlib.nullcontext(Target(port_number))
+
+    return setup
+
+
+def dovecot_oauth(port: DovecotPort, *, revoked: bool = False) -> Setup:
+    """Dovecot with a token minted for USER at its introspection server (revoked at once when
+    `revoked`); the probe logs in with it over XOAUTH2."""
+
+    @contextlib.contextmanager
+    def setup(servers: Servers) -> Iterator[Target]:
+        tokens = servers.dovecot.tokens
+        if tokens is None:
+            raise RuntimeError("the OAuth2 scenarios need Dovecot's oauth2 passdb, not pymap")
+        token = tokens.mint(USER)
+        if revoked:
+            tokens.revoke(token)
+        try:
+            yield Target(getattr(servers.dovecot, port), token=token)
+        finally:
+            tokens.revoke(token)
 
     return setup
 
@@ -252,7 +275,8 @@ class Row:
     smtp: Side | None = None
     imap: Side | None = None
     timing: Timing = Timing.PROMPT
-    password: str = PASSWORD
+    password: str = PASSWORD  # an OAuth2 row's token where its server does not mint one
+    auth: AuthMethod = AuthMethod.PASSWORD
     password_never_sent: bool = False
     hint_contains: str | None = None  # hint_for(code, provider=None, message) must say this
     bench: bool = False  # timing-sensitive: tests/bench/verdicts.py runs it
@@ -274,6 +298,7 @@ MS_TENANT_SMTP_AUTH_DISABLED = (
     "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the "
     "Tenant. Visit https://aka.ms/smtp_auth_disabled for more information."
 )
+EXO_BASIC_AUTH_RETIRED = "550 5.7.30 Basic authentication is not supported for Client Submission"
 YAHOO_LOCKED = "535 5.7.0 (#AUTH005) Too many bad auth attempts."
 GMAIL_IMAP_APP_PASSWORD = (
     "NO [ALERT] Application-specific password required: "
@@ -344,6 +369,11 @@ ROWS: tuple[Row, ...] = (
         smtp=Side(smtp_replying("AUTH", MS_TENANT_SMTP_AUTH_DISABLED), NONE,
                   E.BASIC_AUTH_DISABLED),
         hint_contains="tenant's admin"),
+    Row("basic-auth-not-supported",
+        "Exchange Online `550 5.7.30 Basic authentication is not supported for Client "
+        "Submission`, with a hint to switch the row to OAuth2",
+        smtp=Side(smtp_replying("AUTH", EXO_BASIC_AUTH_RETIRED), NONE, E.BASIC_AUTH_DISABLED),
+        hint_contains="authType oauth2"),
     Row("account-locked", "Yahoo-style `535 5.7.0 (#AUTH005) Too many bad auth attempts.`",
         smtp=Side(smtp_replying("AUTH", YAHOO_LOCKED), NONE, E.ACCOUNT_LOCKED)),
     Row("no-usable-mechanism",
@@ -365,6 +395,27 @@ ROWS: tuple[Row, ...] = (
     Row("examine-fails", "IMAP login ok but `EXAMINE INBOX` fails",
         imap=Side(imap_replying("EXAMINE", "NO Mailbox doesn't exist: INBOX"), NONE,
                   E.MAILBOX_UNAVAILABLE)),
+    # --- OAuth2 rows: XOAUTH2 against Dovecot's oauth2 passdb and its introspection server ---
+    Row("oauth-good-ssl", "OAuth2 token accepted over XOAUTH2, implicit TLS (Dovecot)",
+        smtp=Side(dovecot_oauth("submissions_port"), SSL, None),
+        imap=Side(dovecot_oauth("imaps_port"), SSL, None), auth=AuthMethod.OAUTH2),
+    Row("oauth-good-starttls", "OAuth2 token accepted over XOAUTH2, STARTTLS (Dovecot)",
+        smtp=Side(dovecot_oauth("submission_port"), STARTTLS, None),
+        imap=Side(dovecot_oauth("imap_port"), STARTTLS, None), auth=AuthMethod.OAUTH2),
+    Row("oauth-revoked",
+        "revoked OAuth2 token: the JSON error challenge is answered, then the refusal (Dovecot)",
+        smtp=Side(dovecot_oauth("submission_port", revoked=True), STARTTLS,
+                  E.OAUTH_TOKEN_INVALID, "token refused: status 401"),
+        imap=Side(dovecot_oauth("imaps_port", revoked=True), SSL, E.OAUTH_TOKEN_INVALID,
+                  "token refused: status 401"),
+        auth=AuthMethod.OAUTH2),
+    Row("oauth-not-offered",
+        "OAuth2 row, server offers neither XOAUTH2 nor OAUTHBEARER, token never sent",
+        smtp=Side(fault(lambda _: scripted_smtp()), NONE, E.AUTH_MECHANISM_UNSUPPORTED,
+                  "server offers: PLAIN LOGIN"),
+        imap=Side(fault(lambda _: scripted_imap(USERS)), NONE, E.AUTH_MECHANISM_UNSUPPORTED,
+                  "server offers: PLAIN"),
+        auth=AuthMethod.OAUTH2, password_never_sent=True),
     # --- certificates ---
     *_bad_certificate_rows(),
     # --- encryption and port mix-ups ---
@@ -495,8 +546,9 @@ def matrix_prober(pki: TestPKI, timeout: float) -> Prober:
 
 def probe(scenario: Scenario, target: Target, prober: Prober) -> Run:
     """Probe the scenario's server (already set up) once, as a worker thread would."""
+    secret = Secret(target.token or scenario.row.password)
     endpoint = Endpoint(
-        target.host, target.port, scenario.side.encryption, USER, Secret(scenario.row.password)
+        target.host, target.port, scenario.side.encryption, USER, secret, scenario.row.auth
     )
     is_smtp = scenario.protocol == SMTP
     started = time.monotonic()

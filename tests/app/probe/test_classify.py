@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from app.probe.classify import RULES, classify, classify_imap, classify_smtp, imap_response_code
+from app.probe.classify import (
+    RULES,
+    classify,
+    classify_imap,
+    classify_smtp,
+    imap_response_code,
+    oauth_refusal,
+)
+from app.probe.errors import ProbeError
 from app.probe.hints import GENERIC_HINTS, hint_for
 from app.probe.model import ErrorCode as E
 from app.probe.model import MailProtocol
@@ -23,6 +31,8 @@ NOTES_SMTP = [
     ("535 5.7.139 ... the user credentials were incorrect.", "o365", E.AUTH_FAILED),
     ("535 5.7.3 Authentication unsuccessful", "o365", E.AUTH_FAILED),
     ("535 5.7.0 (#AUTH005) Too many bad auth attempts.", "yahoo", E.ACCOUNT_LOCKED),
+    ("550 5.7.30 Basic authentication is not supported for Client Submission", "o365",
+     E.BASIC_AUTH_DISABLED),
     ("535 Authentication Failed", "zoho", E.AUTH_FAILED),
 ]
 NOTES_IMAP = [
@@ -154,3 +164,29 @@ def test_imap_response_code() -> None:
 def test_table_is_data() -> None:
     assert len(RULES) > 20
     assert all(rule.pattern is not None or rule.code is not None for rule in RULES)
+
+
+def test_exchange_online_5_7_30_is_basic_auth_disabled_with_the_oauth2_hint() -> None:
+    text = "5.7.30 Basic authentication is not supported for Client Submission"
+    verdict = classify_smtp(550, text, default=E.PROTOCOL_ERROR)
+    assert verdict.code == E.BASIC_AUTH_DISABLED
+    hint = hint_for(verdict.code, "custom", f"550 {text}")  # a tenant behind a custom domain
+    assert hint is not None and "authType oauth2" in hint and "SMTP.Send" in hint
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (E.AUTH_FAILED, E.OAUTH_TOKEN_INVALID),  # "535 5.7.8 Authentication failed"
+        (E.APP_PASSWORD_REQUIRED, E.OAUTH_TOKEN_INVALID),
+        (E.SERVER_THROTTLED, E.SERVER_THROTTLED),
+        (E.ACCOUNT_LOCKED, E.ACCOUNT_LOCKED),
+        (E.BASIC_AUTH_DISABLED, E.BASIC_AUTH_DISABLED),  # SMTP AUTH off for the tenant
+        (E.AUTH_MECHANISM_UNSUPPORTED, E.AUTH_MECHANISM_UNSUPPORTED),
+    ],
+)
+def test_oauth_refusal_turns_password_verdicts_into_token_ones(code: E, expected: E) -> None:
+    refused = oauth_refusal(ProbeError(code, "535 x"), "status 401")
+    assert refused.code == expected
+    assert refused.message == "535 x (token refused: status 401)"
+    assert oauth_refusal(ProbeError(code, "535 x"), None).message == "535 x"

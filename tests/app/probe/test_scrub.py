@@ -5,7 +5,13 @@ from __future__ import annotations
 import base64
 
 from app.credentials import Secret
-from app.probe.sasl import login_password, login_username, plain_response
+from app.probe.sasl import (
+    OAuthMechanism,
+    login_password,
+    login_username,
+    oauth_response,
+    plain_response,
+)
 from app.probe.scrub import MASK, MAX_MESSAGE_CHARS, Scrubber, one_line
 
 USER, PASSWORD = "user@example.com", 'pa"ss\\w0rd é'
@@ -64,3 +70,15 @@ def test_short_password_masked_as_token_only() -> None:
     assert scrubber.clean("the port may expect TLS") == "the port may expect TLS"
     assert scrubber.clean("BAD LOGIN user x") == f"BAD LOGIN user {MASK}"
     assert scrubber.clean('BAD LOGIN "user" "x"') == f'BAD LOGIN "user" "{MASK}"'
+
+
+def test_oauth_token_blobs_are_masked() -> None:
+    # The token sits at an offset inside XOAUTH2/OAUTHBEARER blobs, so its own base64 form
+    # does not occur in theirs: each blob needs masking as a whole.
+    token = Secret("ya29.a0AfH6SMBx-token_value")
+    scrubber = Scrubber(USER, token)
+    for mechanism in OAuthMechanism:
+        blob = oauth_response(mechanism, USER, token).decode()
+        assert base64.b64encode(token.reveal().encode()).decode().rstrip("=") not in blob
+        cleaned = scrubber.clean(f"501 5.5.2 cannot decode {blob}")
+        assert cleaned == f"501 5.5.2 cannot decode {MASK}"
