@@ -14,8 +14,9 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.credentials import CredentialCipher
-from app.probe.model import IPNetwork, ProbeSettings
+from app.probe.model import IPNetwork, ProbeSettings, ProxyTarget
 from app.probe.policy import HostPolicy, parse_banned_hosts, parse_ports
+from app.probe.proxy import parse_proxy_url
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,9 @@ class ConfigError(ValueError):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+    # hide_input_in_errors: a refused value may hold a password (PROBE_PROXY_URL, keys).
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore",
+                                      hide_input_in_errors=True)
 
     data_dir: Path = Field(default=Path(".mailconnect"), alias="MAILCONNECT_DATA_DIR")
     database_url: str | None = Field(default=None, alias="DATABASE_URL")
@@ -57,6 +60,10 @@ class Settings(BaseSettings):
     probe_local_hostname: str = Field(
         default="mailconnect.localdomain", alias="PROBE_LOCAL_HOSTNAME"
     )
+    # The proxy for accounts that give no proxyUrl of their own: socks5://, socks5h:// or
+    # http://, with optional user:password. Its address must pass the network policy too
+    # (a proxy on a private network needs PROBE_ALLOW_NETWORKS).
+    probe_proxy_url: SecretStr | None = Field(default=None, alias="PROBE_PROXY_URL")
 
     probe_retry_attempts: int = Field(default=3, ge=1, le=10, alias="PROBE_RETRY_ATTEMPTS")
     probe_retry_backoff_seconds: float = Field(
@@ -126,6 +133,13 @@ class Settings(BaseSettings):
     @classmethod
     def _allowed_ports_parse(cls, value: str) -> str:
         _setting("PROBE_ALLOWED_PORTS", parse_ports, value)
+        return value
+
+    @field_validator("probe_proxy_url")
+    @classmethod
+    def _proxy_url_parses(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip():
+            _setting("PROBE_PROXY_URL", parse_proxy_url, value.get_secret_value())
         return value
 
     @field_validator("team_max_logins_per_hour")
@@ -212,7 +226,13 @@ class Settings(BaseSettings):
             host_policy=self.host_policy,
             extra_ca_file=self.probe_extra_ca_file,
             local_hostname=self.probe_local_hostname,
+            default_proxy=self.default_proxy,
         )
+
+    @cached_property
+    def default_proxy(self) -> ProxyTarget | None:
+        url = self.probe_proxy_url.get_secret_value().strip() if self.probe_proxy_url else ""
+        return parse_proxy_url(url) if url else None
 
     def credential_cipher(self) -> CredentialCipher:
         if self.credentials_keys:

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, bindparam, exists, select, update
 
 from app.accounts.saving import RESULT_COLUMNS, result_columns
 from app.credentials import CredentialCipher, CredentialError
-from app.importing.rows import endpoint_from_settings
+from app.importing.rows import PROXY, endpoint_from_settings
 from app.models import EmailAccount
 from app.probe.model import AccountProbe, Endpoint, ErrorCode, ProtocolResult
 
@@ -102,7 +102,8 @@ def retest_endpoints(target: RetestTarget, cipher: CredentialCipher
     the token cannot be opened (a key was removed from CREDENTIALS_KEYS)."""
     secrets = cipher.decrypt(target.credentials)
     smtp, imap = (
-        endpoint_from_settings(target.settings[p], secrets[p]) if target.settings.get(p)
+        endpoint_from_settings(target.settings[p], secrets[p], secrets.get(PROXY))
+        if target.settings.get(p)
         else None
         for p in ("smtp", "imap"))
     return smtp, imap

@@ -26,7 +26,7 @@ from app.accounts.slots import HostSlots
 from app.clock import Clock
 from app.credentials import CredentialCipher, CredentialError
 from app.db import Database
-from app.importing.rows import SENDING_FIELDS, AccountInput, FieldError, validate_row
+from app.importing.rows import PROXY, SENDING_FIELDS, AccountInput, FieldError, validate_row
 from app.models import EmailAccount
 from app.probe.hints import hint_for
 from app.probe.model import AccountProbe, AccountProber, ProtocolResult
@@ -192,6 +192,7 @@ def _stored_record(account: EmailAccount, cipher: CredentialCipher) -> dict[str,
         "smtpPassword": secrets.get("smtp"), "smtpHost": account.smtp_host,
         "smtpPort": account.smtp_port, "smtpEncryption": account.smtp_encryption,
         "smtpOnly": account.smtp_only,
+        "proxyUrl": secrets.get(PROXY),  # kept unless the PATCH changes it ("" removes it)
     }
     if not account.smtp_only:
         record.update(imapEmailAddress=account.imap_email, imapUserName=account.imap_username,

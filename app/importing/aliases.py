@@ -34,6 +34,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "imapPort": ("imap_port", "imap_server_port"),
     "imapEncryption": ("imap_secure",),
     "smtpOnly": ("smtp_only",),
+    "proxyUrl": ("proxy",),  # EmailEngine's name
     "maxEmailPerDay": ("max_email_per_day", "daily_limit"),
     "minDelayMinutes": ("time_to_wait_in_mins",),
     "warmupEnabled": ("warmup_enabled",),

@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    InstanceOf,
     PrivateAttr,
     SecretStr,
     ValidationError,
@@ -28,8 +29,9 @@ from app.accounts.detect import MxResolver, detect_provider
 from app.accounts.presets import PRESETS, SMTP_ONLY_PROVIDERS
 from app.accounts.providers import DEFAULT_PROVIDER, normalise_provider
 from app.credentials import Secret
-from app.probe.model import Encryption, Endpoint
+from app.probe.model import Encryption, Endpoint, ProxyTarget
 from app.probe.policy import HostPolicy
+from app.probe.proxy import parse_proxy_url, proxy_from_secret
 
 _EMAIL = re.compile(r"^[^@\s\"<>,;]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
@@ -146,6 +148,8 @@ Password = Annotated[Annotated[SecretStr, Field(max_length=1024)] | None,
 Port = Annotated[int | None, _unless_blank(_port), _between(1, 65535)]
 EncryptionField = Annotated[Encryption | None, _unless_blank(_encryption)]
 Provider = Annotated[str, _unless_blank(_provider, blank=DEFAULT_PROVIDER)]
+# socks5://, socks5h:// or http://, with optional user:password (kept in a Secret from here on).
+ProxyUrl = Annotated[InstanceOf[ProxyTarget] | None, _unless_blank(parse_proxy_url)]
 
 
 def _flag(value: Any) -> Any:
@@ -200,6 +204,7 @@ class BulkRow(BaseModel):
     imapPort: Port = None
     imapEncryption: EncryptionField = None
     smtpOnly: Flag = False
+    proxyUrl: ProxyUrl = None
 
     maxEmailPerDay: Annotated[Count, _between(1, 100_000)] = None
     minDelayMinutes: Annotated[Count, _between(0, 1440)] = None
@@ -277,6 +282,10 @@ class BulkRow(BaseModel):
             refusal = port is not None and policy.port_refusal(port)
             if refusal:
                 errors.append((f"{protocol}Port", refusal))
+        # The proxy's port is not a mail port, so only banned hosts apply to it.
+        refusal = self.proxyUrl is not None and policy.host_refusal(self.proxyUrl.host)
+        if refusal:
+            errors.append(("proxyUrl", refusal))
         return errors
 
     def _detect_provider(self, mx: MxResolver | None) -> list[tuple[str, str]]:
@@ -360,6 +369,8 @@ class AccountInput:
             "sending": self.sending,
             "filled": list(self.filled),
         }
+        if self.smtp.proxy is not None:
+            settings[PROXY] = self.smtp.proxy.display  # the password is in secrets() only
         if self.detect:
             settings[DETECT] = True
         return settings
@@ -368,6 +379,8 @@ class AccountInput:
         secrets = {"smtp": self.smtp.password}
         if self.imap:
             secrets["imap"] = self.imap.password
+        if self.smtp.proxy is not None:
+            secrets[PROXY] = self.smtp.proxy.secret_url()
         return secrets
 
 
@@ -384,6 +397,8 @@ def _endpoint_settings(endpoint: Endpoint, email: str) -> dict[str, Any]:
 
 # The settings key marking a job row whose provider a worker must detect from MX records.
 DETECT = "detectProvider"
+# The proxy's key: in settings its display form (no password), in the encrypted secrets its URL.
+PROXY = "proxy"
 
 
 def unrecognised_domain(domain: str) -> tuple[str, str]:
@@ -424,13 +439,16 @@ def complete_detected(settings: dict[str, Any], mx: MxResolver
     return completed
 
 
-def endpoint_from_settings(settings: dict[str, Any], password: Secret) -> Endpoint:
+def endpoint_from_settings(settings: dict[str, Any], password: Secret,
+                           proxy: Secret | None = None) -> Endpoint:
+    """`proxy`: the account's stored proxy URL (secrets[PROXY]), if it has one."""
     return Endpoint(
         host=settings["host"],
         port=int(settings["port"]),
         encryption=Encryption(settings["encryption"]),
         username=settings["username"],
         password=password,
+        proxy=proxy_from_secret(proxy),
     )
 
 
@@ -475,10 +493,12 @@ def validate_row(raw: Any, mx: MxResolver | None = None, defer_detection: bool =
         from_last_name=row.fromLastName,
         from_name=from_name,
         smtp=Endpoint(row.smtpHost, row.smtpPort, row.smtpEncryption,
-                      row.smtpUserName or row.smtpEmailAddress, smtp_password),
+                      row.smtpUserName or row.smtpEmailAddress, smtp_password,
+                      proxy=row.proxyUrl),
         smtp_email=row.smtpEmailAddress,
         imap=Endpoint(row.imapHost, row.imapPort, row.imapEncryption,
-                      row.imapUserName or imap_email, imap_password) if row.tests_imap else None,
+                      row.imapUserName or imap_email, imap_password,
+                      proxy=row.proxyUrl) if row.tests_imap else None,
         imap_email=imap_email if row.tests_imap else None,
         sending=_sending(row),
         filled=row._filled,

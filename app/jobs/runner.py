@@ -35,7 +35,13 @@ from app.accounts.saving import upsert_tested_account
 from app.clock import Clock
 from app.credentials import CredentialCipher, CredentialError
 from app.db import Database
-from app.importing.rows import DETECT, FieldError, complete_detected, endpoint_from_settings
+from app.importing.rows import (
+    DETECT,
+    PROXY,
+    FieldError,
+    complete_detected,
+    endpoint_from_settings,
+)
 from app.jobs.hostgate import HostGate, HostLease
 from app.jobs.intake import INVALID_FIELDS
 from app.jobs.loginquota import LoginQuota, OpenQuota
@@ -366,7 +372,7 @@ def probe_claimed(claim: ClaimedRow, cipher: CredentialCipher, prober: AccountPr
         return AccountProbe(smtp=failure, imap=failure, duration_ms=0)
     settings = claim.settings or {}
     endpoints = {
-        protocol: endpoint_from_settings(settings[protocol], secrets[protocol])
+        protocol: endpoint_from_settings(settings[protocol], secrets[protocol], secrets.get(PROXY))
         for protocol in ("smtp", "imap")
         if settings.get(protocol) and protocol not in claim.verified
     }

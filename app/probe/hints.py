@@ -117,6 +117,12 @@ GENERIC_HINTS: dict[ErrorCode, str] = {
     E.INTERNAL_ERROR: (
         "The test itself failed on our side: test again; if it keeps failing, contact support."
     ),
+    E.PROXY_FAILED: (
+        "The mail server was never reached: the account's proxy (proxyUrl, or the service's "
+        "default proxy) refused the connection, rejected its user name and password, or could "
+        "not connect onwards. Check the proxy's address, port, scheme (socks5, socks5h, http) "
+        "and credentials, and that it is running and allows connections to mail ports."
+    ),
 }
 
 _GOOGLE_APP_ONLY = (

@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, Protocol
+from urllib.parse import quote
 
 from app.credentials import Secret
 from app.probe.policy import HostPolicy
@@ -22,6 +23,40 @@ class Encryption(StrEnum):
 class AuthMethod(StrEnum):
     PASSWORD = "password"  # noqa: S105 - a method name, not a password
     OAUTH2 = "oauth2"  # Endpoint.password holds the OAuth2 access token (a Secret)
+
+
+class ProxyScheme(StrEnum):
+    SOCKS5 = "socks5"    # the probe resolves the mail host and sends the proxy its address
+    SOCKS5H = "socks5h"  # the proxy resolves the mail host's name
+    HTTP = "http"        # HTTP CONNECT to the address the probe resolved
+
+
+@dataclass(frozen=True)
+class ProxyTarget:
+    """The proxy a probe connects through (parsed by app.probe.proxy.parse_proxy_url)."""
+
+    scheme: ProxyScheme
+    host: str
+    port: int
+    username: str | None = None
+    password: Secret | None = None
+
+    @property
+    def display(self) -> str:
+        """The URL without its password: safe to show, log and store in the clear."""
+        return self._url(None)
+
+    def secret_url(self) -> Secret:
+        """The whole URL, password included, for the encrypted credentials."""
+        return Secret(self._url(self.password.reveal() if self.password else None))
+
+    def _url(self, password: str | None) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        user = ""
+        if self.username:
+            user = quote(self.username, safe="")
+            user += f":{quote(password, safe='')}@" if password else "@"
+        return f"{self.scheme.value}://{user}{host}:{self.port}"
 
 
 class MailProtocol(StrEnum):
@@ -49,6 +84,7 @@ class ErrorCode(StrEnum):
     SERVER_THROTTLED = "server_throttled"
     PROTOCOL_ERROR = "protocol_error"
     INTERNAL_ERROR = "internal_error"
+    PROXY_FAILED = "proxy_failed"  # the account's proxy refused, failed or was unreachable
 
 
 # Verdicts that can change on their own when the same login is tried again later: a busy, slow
@@ -77,6 +113,7 @@ class Endpoint:
     username: str
     password: Secret
     auth: AuthMethod = AuthMethod.PASSWORD
+    proxy: ProxyTarget | None = None  # None: connect directly (or through the default proxy)
 
 
 @dataclass(frozen=True)
@@ -117,6 +154,8 @@ class ProbeSettings:
     local_hostname: str = "mailconnect.localdomain"
     # Banned hosts and allowed ports, checked before DNS: the production default unless given.
     host_policy: HostPolicy = field(default_factory=HostPolicy)
+    # PROBE_PROXY_URL: the proxy for endpoints that name none of their own.
+    default_proxy: ProxyTarget | None = None
 
 
 class AccountProber(Protocol):

@@ -89,9 +89,7 @@ class Prober:
         started = loop.time()
         try:
             code, message = await self._dialogue(protocol, endpoint)
-            error = None if code is None else Scrubber(endpoint.username, endpoint.password).clean(
-                message
-            )
+            error = None if code is None else self._scrubbed(endpoint, message)
         except Exception as exc:  # noqa: BLE001 - e.g. an Endpoint of the wrong types
             code, error = _internal_error(protocol, endpoint, exc)
         return ProtocolResult(
@@ -100,6 +98,13 @@ class Prober:
             error=error,
             duration_ms=round((loop.time() - started) * 1000),
         )
+
+    def _scrubbed(self, endpoint: Endpoint, message: str) -> str:
+        error = Scrubber(endpoint.username, endpoint.password).clean(message)
+        proxy = endpoint.proxy or self.settings.default_proxy
+        if proxy is not None and proxy.password:
+            error = Scrubber(proxy.username or "", proxy.password).clean(error)
+        return error
 
     async def _dialogue(
         self, protocol: MailProtocol, endpoint: Endpoint
@@ -126,7 +131,9 @@ class Prober:
         except TimeoutError:
             if session.succeeded:
                 return None, ""
-            return ErrorCode.CONNECTION_TIMEOUT, f"timed out after {timeout:g} s ({session.stage})"
+            # A proxy that never finishes its handshake is the proxy's failure, not the server's.
+            code = ErrorCode.PROXY_FAILED if session.tunnelling else ErrorCode.CONNECTION_TIMEOUT
+            return code, f"timed out after {timeout:g} s ({session.stage})"
         except HostNotFound as exc:
             return ErrorCode.DNS_NOT_FOUND, f"host not found: {exc}"
         except ssl.SSLCertVerificationError as exc:

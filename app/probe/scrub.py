@@ -45,7 +45,9 @@ class Scrubber:
             if password:
                 raw = password.encode("utf-8", "surrogatepass")
                 user = self._username.encode("utf-8", "surrogatepass")
-                encoded = [_b64(raw), _b64(b"\0" + user + b"\0" + raw), _b64(user + b"\0" + raw)]
+                # Bare, SASL PLAIN with and without authzid, and HTTP Basic (proxy CONNECT).
+                encoded = [_b64(raw), _b64(b"\0" + user + b"\0" + raw), _b64(user + b"\0" + raw),
+                           _b64(user + b":" + raw)]
                 # The password may be an OAuth2 access token: its XOAUTH2/OAUTHBEARER blobs too.
                 encoded += [_b64(oauth_blob(m, user, raw)) for m in OAuthMechanism]
                 forms.update(encoded)

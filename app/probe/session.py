@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from app.probe.errors import ProbeError
 from app.probe.model import Encryption, Endpoint, ErrorCode, ProbeSettings
 from app.probe.network import Resolver, resolve_allowed
+from app.probe.proxy import open_tunnel, resolves_at_proxy
 from app.probe.streams import Connection
 
 # A plaintext mail server greets at once; one that stays silent this long is most likely an
@@ -46,6 +47,8 @@ class Session:
         self.stage = "starting"
         self.deadline = 0.0  # loop time; set by the Prober when its timeout starts
         self.succeeded = False
+        # True while the proxy's tunnel is being opened: a deadline then is the proxy's failure.
+        self.tunnelling = False
         self._conn: Connection | None = None
 
     @property
@@ -66,9 +69,27 @@ class Session:
         if refusal is not None:
             raise ProbeError(ErrorCode.HOST_BLOCKED, refusal)
         self.stage = "resolving the host"
-        addresses = await resolve_allowed(
-            endpoint.host, endpoint.port, resolver, self.settings.allow_networks
-        )
+        proxy = endpoint.proxy or self.settings.default_proxy
+        if proxy is not None and resolves_at_proxy(proxy, endpoint.host):
+            addresses = [endpoint.host]  # socks5h: the proxy resolves the (policy-checked) name
+        else:
+            addresses = await resolve_allowed(
+                endpoint.host, endpoint.port, resolver, self.settings.allow_networks
+            )
+        if proxy is not None:
+            self.stage = f"connecting through the proxy {proxy.display}"
+            self.tunnelling = True
+            sock = await open_tunnel(proxy, addresses, endpoint.port, resolver=resolver,
+                                     allow=self.settings.allow_networks, remaining=self.remaining)
+            self._conn = await Connection.over(sock)
+            self.tunnelling = False
+        else:
+            await self._connect_directly(addresses)
+        if endpoint.encryption == Encryption.SSL:
+            self.stage = "TLS handshake"
+            await self.conn.start_tls(self.context, self.server_hostname)
+
+    async def _connect_directly(self, addresses: list[str]) -> None:
         self.stage = "connecting"
         last_error: BaseException | None = None
         for index, address in enumerate(addresses):
@@ -78,16 +99,13 @@ class Session:
             budget = self.remaining() / left if left > 1 else None
             try:
                 async with asyncio.timeout(budget):
-                    self._conn = await Connection.open(address, endpoint.port)
+                    self._conn = await Connection.open(address, self.endpoint.port)
                 break
             except (OSError, TimeoutError) as exc:  # TimeoutError: only this address's budget
                 last_error = exc
         else:
             assert last_error is not None
             raise last_error
-        if endpoint.encryption == Encryption.SSL:
-            self.stage = "TLS handshake"
-            await self.conn.start_tls(self.context, self.server_hostname)
 
     async def wait_for_greeting(self) -> None:
         """Wait for the first greeting byte; if a plaintext port stays silent, find out whether

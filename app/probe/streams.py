@@ -8,7 +8,9 @@ have injected (CVE-2011-0411), and StreamReader does not say how much it has buf
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
+from typing import Any
 
 from app.probe.errors import ConnectionClosed, LineTooLong
 
@@ -77,10 +79,21 @@ class Connection:
 
     @classmethod
     async def open(cls, ip: str, port: int, *, limit: int = DEFAULT_LINE_LIMIT) -> Connection:
+        return await cls._create(limit, host=ip, port=port)
+
+    @classmethod
+    async def over(cls, sock: socket.socket, *, limit: int = DEFAULT_LINE_LIMIT) -> Connection:
+        """On a socket that is already connected, such as a proxy's tunnel; owns it from now."""
+        try:
+            return await cls._create(limit, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+
+    @classmethod
+    async def _create(cls, limit: int, **where: Any) -> Connection:
         loop = asyncio.get_running_loop()
-        transport, protocol = await loop.create_connection(
-            lambda: _StreamProtocol(limit), host=ip, port=port
-        )
+        transport, protocol = await loop.create_connection(lambda: _StreamProtocol(limit), **where)
         assert isinstance(transport, asyncio.Transport)
         return cls(transport, protocol, limit)
 

@@ -91,3 +91,18 @@ def test_s3_credentials_come_from_settings_not_only_the_process_environment(monk
     store = S3ReportStore("bucket", "http://127.0.0.1:9", access_key_id="AKIDEXAMPLE",
                           secret_access_key="shh")
     assert "AKIDEXAMPLE" in store.download_url("k.csv", 60)
+
+
+def test_default_proxy_parsed_for_the_probe():
+    settings = load_settings(PROBE_PROXY_URL="http://u:Prx-Secret-77@proxy.example.net:3128")
+    proxy = settings.probe_settings().default_proxy
+    assert proxy.display == "http://u@proxy.example.net:3128"
+    assert proxy.password.reveal() == "Prx-Secret-77"
+    assert load_settings().probe_settings().default_proxy is None
+
+
+def test_bad_default_proxy_refused_naming_it_without_its_password():
+    with pytest.raises(ConfigError) as caught:
+        load_settings(PROBE_PROXY_URL="socks5://u:Prx-Secret-77@proxy.example.net")
+    assert "PROBE_PROXY_URL" in str(caught.value)
+    assert "Prx-Secret-77" not in str(caught.value)

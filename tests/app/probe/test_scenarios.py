@@ -80,10 +80,12 @@ def test_matrix_is_well_formed() -> None:
 
 
 def test_matrix_names_every_verdict_a_server_can_cause() -> None:
-    # The two left out are decided before any server is involved, and tested where they are
-    # made: host_blocked in test_network.py, internal_error in test_prober.py.
+    # The three left out are decided before any mail server is involved, and tested where they
+    # are made: host_blocked in test_network.py, internal_error in test_prober.py,
+    # proxy_failed in test_proxy.py (through real proxies).
     expected = {scenario.expected for scenario in SCENARIOS}
-    missing = set(ErrorCode) - expected - {ErrorCode.HOST_BLOCKED, ErrorCode.INTERNAL_ERROR}
+    missing = set(ErrorCode) - expected - {ErrorCode.HOST_BLOCKED, ErrorCode.INTERNAL_ERROR,
+                                           ErrorCode.PROXY_FAILED}
     assert not missing
     assert None in expected  # and success, too
 
