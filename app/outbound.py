@@ -110,7 +110,8 @@ def _exchange(sock: socket.socket, scheme: str, host: str, port: int, method: st
     # shuts the socket (the TLS one once wrapped: wrapping detaches the plain one), which
     # ends any read in progress.
     held = [sock]
-    watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), _shut, (held,))
+    fired = threading.Event()
+    watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), _shut, (held, fired))
     watchdog.daemon = True
     watchdog.start()
     connection: http.client.HTTPConnection
@@ -127,12 +128,14 @@ def _exchange(sock: socket.socket, scheme: str, host: str, port: int, method: st
         connection.request(method, target, body=body, headers=headers)
         response = connection.getresponse()
         data = response.read(max_bytes + 1)
+        if fired.is_set():  # what was read before the cut may look whole: it is not
+            raise OutboundError(f"{host}: timed out")
         if len(data) > max_bytes and not truncate:
             raise OutboundError(f"{host}: the answer is larger than {max_bytes} bytes")
         return HttpAnswer(response.status, {k.lower(): v for k, v in response.getheaders()},
                           data[:max_bytes])
     except (OSError, http.client.HTTPException) as exc:  # timeouts are OSErrors
-        if time.monotonic() >= deadline:
+        if fired.is_set() or time.monotonic() >= deadline:
             raise OutboundError(f"{host}: timed out") from None
         raise OutboundError(f"{host}: {type(exc).__name__}: {exc}") from None
     finally:
@@ -140,7 +143,8 @@ def _exchange(sock: socket.socket, scheme: str, host: str, port: int, method: st
         sock.close()
 
 
-def _shut(held: list[socket.socket]) -> None:
+def _shut(held: list[socket.socket], fired: threading.Event) -> None:
+    fired.set()
     try:
         socket.socket.shutdown(held[0], socket.SHUT_RDWR)
     except OSError:  # already closed

@@ -138,11 +138,9 @@ def srv_servers(domain: str, dns: SrvResolver, policy: HostPolicy = DEFAULT_POLI
     for protocol, services in SRV_SERVICES.items():
         candidates: list[tuple[int, int, int, SrvRecord, Encryption]] = []
         for rank, (service, encryption) in enumerate(services):
-            records = dns.srv_records(f"{service}.{domain}")
-            if len(records) == 1 and records[0].target == "":
-                continue  # RFC 2782: "." alone means the service is decidedly not offered
-            candidates.extend((r.priority, -r.weight, rank, r, encryption) for r in records
-                              if r.target)
+            # A target of "." (RFC 2782: the service is decidedly not offered) is no server.
+            candidates.extend((r.priority, -r.weight, rank, r, encryption)
+                              for r in dns.srv_records(f"{service}.{domain}") if r.target)
         for *_, record, encryption in sorted(candidates, key=lambda c: c[:3]):
             host = _usable(record.target, record.port, policy)
             if host is not None:
@@ -240,16 +238,23 @@ class AutoconfigFetcher:
                                   headers={"Accept": "application/xml, text/xml",
                                            "User-Agent": "mailconnect-autoconfig"})
             if answer.status in (301, 302, 303, 307, 308) and "location" in answer.headers:
-                following = urljoin(url, answer.headers["location"])
-                if urlsplit(url).scheme == "https" and urlsplit(following).scheme != "https":
-                    raise OutboundError(f"{url}: redirect from https to {following} refused",
-                                        blocked=True)
-                url = following  # checked like the first: resolved once, policy applied
+                # Checked like the first URL: resolved once, the policy applied.
+                url = self._follow(url, answer.headers["location"])
                 continue
             if answer.status != 200:
                 raise OutboundError(f"{url}: HTTP {answer.status}")
             return answer.body
         raise OutboundError(f"{url}: more than {MAX_REDIRECTS} redirects")
+
+    @staticmethod
+    def _follow(url: str, location: str) -> str:
+        """Where a redirect leads; never from https down to http, where anyone on the path
+        could answer for the domain."""
+        following = urljoin(url, location)
+        if urlsplit(url).scheme == "https" and urlsplit(following).scheme != "https":
+            raise OutboundError(f"{url}: redirect from https to {following} refused",
+                                blocked=True)
+        return following
 
 
 class Autodiscovery:
