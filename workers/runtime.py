@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from celery import current_app
 from celery.signals import worker_process_init
 
+from app.accounts.autoconfig import build_autodiscovery
 from app.accounts.detect import JobMxCache
 from app.config import load_settings
 from app.jobs.runner import ROWS_PER_RUNNER, RetryPolicy, RowProcessor
@@ -52,6 +53,9 @@ def runtime() -> Runtime:
                         resume_runners=max(1, settings.worker_concurrency // ROWS_PER_RUNNER),
                         # One MX answer cache per job, shared by the process's threads.
                         mx_for_job=JobMxCache(services.mx_resolvers).for_job,
+                        # SRV records and autoconfig files, likewise cached per job.
+                        discoverer_for_job=JobMxCache(
+                            lambda: build_autodiscovery(settings)).for_job,
                     ),
                     queue=CeleryJobQueue(current_app._get_current_object()),
                 )

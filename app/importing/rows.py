@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from app.accounts.autoconfig import Discoverer
 from app.accounts.detect import MxResolver, detect_provider
 from app.accounts.presets import PRESETS, SMTP_ONLY_PROVIDERS
 from app.accounts.providers import DEFAULT_PROVIDER, normalise_provider
@@ -401,23 +402,31 @@ DETECT = "detectProvider"
 PROXY = "proxy"
 
 
-def unrecognised_domain(domain: str) -> tuple[str, str]:
+def unrecognised_domain(domain: str, discovered: bool = False) -> tuple[str, str]:
+    sources = "MX records, SRV records or autoconfig file" if discovered else "MX records"
     return ("smtpHost", f"is required (the provider of {domain} could not be recognised from "
-                        "its MX records)")
+                        f"its {sources})")
 
 
-def complete_detected(settings: dict[str, Any], mx: MxResolver
-                      ) -> dict[str, Any] | list[FieldError]:
+def complete_detected(settings: dict[str, Any], mx: MxResolver,
+                      discoverer: Discoverer | None = None) -> dict[str, Any] | list[FieldError]:
     """A deferred row's settings with its detected provider's servers filled in, or the
     errors that make it invalid (the domain's provider is not one we recognise).
 
     Fills what the row left out exactly as validation would have, with the same `filled`
-    record for the report's filledIn.
+    record for the report's filledIn. A domain MX does not recognise is asked by the
+    `discoverer` (SRV records, autoconfig file), when there is one.
     """
     domain = settings["email"].rpartition("@")[2]
     provider = detect_provider(domain, mx)
     if provider is None:
-        return [FieldError(*unrecognised_domain(domain))]
+        found = discoverer.discover(settings["email"]) if discoverer is not None else None
+        if found is None:
+            return [FieldError(*unrecognised_domain(domain, discovered=discoverer is not None))]
+        completed = found.complete({k: v for k, v in settings.items() if k != DETECT})
+        if isinstance(completed, list):
+            return [FieldError(*error) for error in completed]
+        return completed
     preset = PRESETS[provider]
     completed = {**settings, "provider": provider}
     completed.pop(DETECT, None)

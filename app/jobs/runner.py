@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import Connection, Insert, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from app.accounts.autoconfig import Discoverer
 from app.accounts.detect import JobMxCache, MxResolver
 from app.accounts.retest import RetestTarget, load_retest_target, write_retest_result
 from app.accounts.saving import upsert_tested_account
@@ -536,6 +537,9 @@ class RowProcessor:
     # The MX resolver of a job, for rows whose provider is detected here (one cache per job).
     mx_for_job: Callable[[str], MxResolver] = field(
         default_factory=lambda: JobMxCache().for_job)
+    # SRV and autoconfig for domains MX does not recognise (one cache per job); None: no
+    # autodiscovery, such rows are invalid.
+    discoverer_for_job: Callable[[str], Discoverer] | None = None
 
     def process(self, row_id: int) -> RowOutcome | None:
         """Test this row, if it still needs it; None when it cannot be claimed."""
@@ -622,8 +626,11 @@ class RowProcessor:
         if claim.settings is None:
             return record_result(self.db, self.clock, claim, None)
         if claim.settings.get(DETECT):
-            # The MX lookup happens here, not in the POST; no database connection is held.
-            completed = complete_detected(claim.settings, self.mx_for_job(claim.job_id))
+            # The MX lookup (and autodiscovery) happens here, not in the POST; no database
+            # connection is held.
+            completed = complete_detected(
+                claim.settings, self.mx_for_job(claim.job_id),
+                self.discoverer_for_job(claim.job_id) if self.discoverer_for_job else None)
             if isinstance(completed, list):
                 return finish_invalid(self.db, self.clock, claim, completed)
             if not store_settings(self.db, claim, completed):

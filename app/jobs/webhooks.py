@@ -12,11 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import http.client
 import json
 import logging
-import socket
-import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -28,8 +25,8 @@ from app.credentials import CredentialCipher, Secret
 from app.db import Database
 from app.jobs.status import error_counts, status_payload, view_of
 from app.models import TERMINAL_JOB_STATES, ConnectJob
+from app.outbound import OutboundError, http_request
 from app.probe.model import IPNetwork
-from app.probe.network import blocked_addresses, connect_address, parse_ip_literal
 from app.storage import ReportStore
 from app.teams import webhook_secret
 
@@ -79,53 +76,12 @@ Post = Callable[[str, bytes, dict[str, str], float, Iterable[IPNetwork]], int]
 def post_json(url: str, body: bytes, headers: dict[str, str], timeout: float,
               allow: Iterable[IPNetwork] = ()) -> int:
     """POST under the outbound network policy; the answer's status code."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    literal = parse_ip_literal(host)
     try:
-        addresses = ([str(literal)] if literal is not None else list(dict.fromkeys(
-            str(info[4][0]) for info in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))))
-    except (OSError, UnicodeError) as exc:
-        raise DeliveryError(f"{host}: cannot resolve ({exc})", retryable=True) from None
-    blocked = blocked_addresses(addresses, allow)
-    if blocked:
-        raise DeliveryError(f"host_blocked: {host} resolves to a non-public address "
-                            f"({', '.join(blocked[:3])}): refused by the network policy",
-                            retryable=False)
-    target = parts.path or "/"
-    if parts.query:
-        target += "?" + parts.query
-    last: Exception | None = None
-    for address in addresses[:3]:
-        try:
-            return _post_to(parts.scheme, host, port, connect_address(address), target, body,
-                            headers, timeout)
-        except (OSError, http.client.HTTPException) as exc:  # timeouts are OSErrors
-            last = exc
-    raise DeliveryError(f"{host}: {type(last).__name__}: {last}", retryable=True)
-
-
-def _post_to(scheme: str, host: str, port: int, address: str, target: str, body: bytes,
-             headers: dict[str, str], timeout: float) -> int:
-    connection: http.client.HTTPConnection
-    sock = socket.create_connection((address, port), timeout=timeout)
-    try:
-        if scheme == "https":
-            context = ssl.create_default_context()
-            # The checked address, and the certificate verified for the name.
-            sock = context.wrap_socket(sock, server_hostname=host)
-            connection = http.client.HTTPSConnection(host, port, timeout=timeout,
-                                                     context=context)
-        else:
-            connection = http.client.HTTPConnection(host, port, timeout=timeout)
-        connection.sock = sock  # http.client sends on it instead of dialling the name again
-        connection.request("POST", target, body=body, headers=headers)
-        response = connection.getresponse()
-        response.read(65536)
-        return response.status
-    finally:
-        sock.close()
+        return http_request("POST", url, body=body, headers=headers, timeout=timeout,
+                            allow=allow, truncate=True).status
+    except OutboundError as exc:
+        # A refused address stays refused; anything else (DNS, connection) may recover.
+        raise DeliveryError(str(exc), retryable=not exc.blocked) from None
 
 
 @dataclass(frozen=True)
