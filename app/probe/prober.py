@@ -18,6 +18,7 @@ from app.probe.errors import ConnectionClosed, HostNotFound, LineTooLong, ProbeE
 from app.probe.imap import run_imap
 from app.probe.model import (
     AccountProbe,
+    Encryption,
     Endpoint,
     ErrorCode,
     MailProtocol,
@@ -87,8 +88,9 @@ class Prober:
     async def _probe(self, protocol: MailProtocol, endpoint: Endpoint) -> ProtocolResult:
         loop = asyncio.get_running_loop()
         started = loop.time()
+        detected = None
         try:
-            code, message = await self._dialogue(protocol, endpoint)
+            code, message, detected = await self._dialogue(protocol, endpoint)
             error = None if code is None else Scrubber(endpoint.username, endpoint.password).clean(
                 message
             )
@@ -99,14 +101,20 @@ class Prober:
             error_code=code,
             error=error,
             duration_ms=round((loop.time() - started) * 1000),
+            detected=detected,
         )
 
     async def _dialogue(
         self, protocol: MailProtocol, endpoint: Endpoint
-    ) -> tuple[ErrorCode | None, str]:
+    ) -> tuple[ErrorCode | None, str, Encryption | None]:
         session = Session(endpoint, self.settings, self.ssl_context)
         try:
-            return await self._run(protocol, session)
+            code, message = await self._run(protocol, session)
+            if code == ErrorCode.STARTTLS_UNSUPPORTED and session.plaintext_port:
+                message += (" (no encryption was given: the port answers in plaintext, not "
+                            "implicit TLS; only encryption none would send the password "
+                            "unencrypted)")
+            return code, message, session.detected
         finally:
             session.close()
 
