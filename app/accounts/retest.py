@@ -20,7 +20,7 @@ from app.accounts.saving import RESULT_COLUMNS, result_columns
 from app.credentials import CredentialCipher, CredentialError
 from app.importing.rows import PROXY, endpoint_from_settings
 from app.models import EmailAccount
-from app.probe.model import AccountProbe, Endpoint, ErrorCode, ProtocolResult
+from app.probe.model import AccountProbe, Encryption, Endpoint, ErrorCode, ProtocolResult
 
 accounts = EmailAccount.__table__
 
@@ -61,6 +61,16 @@ _WRITE_RESULT = (
            accounts.c.settings_version == bindparam("version"))
     .values(**{name: bindparam(name) for name in RESULT_COLUMNS})
 )
+# An encryption the re-test detected, on an account stored with `auto` (its first test could
+# not find out). Not a new settings version: it is what those settings tested.
+_WRITE_DETECTED = {
+    protocol: update(accounts)
+    .where(accounts.c.id == bindparam("account_id"), accounts.c.team_id == bindparam("of_team"),
+           accounts.c.settings_version == bindparam("version"),
+           accounts.c[f"{protocol}_encryption"] == Encryption.AUTO.value)
+    .values({f"{protocol}_encryption": bindparam("found")})
+    for protocol in ("smtp", "imap")
+}
 _EXISTS = select(exists().where(accounts.c.id == bindparam("account_id"),
                                 accounts.c.team_id == bindparam("team_id")))
 
@@ -80,10 +90,14 @@ def write_retest_result(connection: Connection, target: RetestTarget, probe: Acc
                         now: dt.datetime) -> bool:
     """Store a re-test's result on the account; False when the account was deleted or its
     settings changed since the probe started (then the result is not the account's)."""
-    return bool(connection.execute(_WRITE_RESULT, {
-        "account_id": target.account_id, "of_team": target.team_id, "version": target.version,
-        **result_columns(probe, now),
-    }).rowcount)
+    fence = {"account_id": target.account_id, "of_team": target.team_id,
+             "version": target.version}
+    if not connection.execute(_WRITE_RESULT, {**fence, **result_columns(probe, now)}).rowcount:
+        return False
+    for protocol, result in (("smtp", probe.smtp), ("imap", probe.imap)):
+        if result.detected is not None:
+            connection.execute(_WRITE_DETECTED[protocol], {**fence, "found": result.detected.value})
+    return True
 
 
 def store_retest_result(connection: Connection, target: RetestTarget, probe: AccountProbe,

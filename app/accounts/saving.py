@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Insert
 from sqlalchemy.dialects import postgresql, sqlite
 
+from app.importing.rows import record_detected
 from app.models import EmailAccount
 from app.probe.model import AccountProbe
 
@@ -37,7 +38,9 @@ def upsert_tested_account(
     probe: AccountProbe,
     now: dt.datetime,
 ) -> int:
-    """Insert or update the team's account for this email; returns its id."""
+    """Insert or update the team's account for this email; returns its id. An encryption the
+    probe detected is saved in place of `auto`, so later tests use it."""
+    settings = record_detected(settings, probe) or settings
     values = {**settings_columns(settings, credentials), **result_columns(probe, now),
               "updated_at": now}
     # Settings the row left out keep their stored values on a re-import.

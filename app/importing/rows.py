@@ -30,7 +30,7 @@ from app.accounts.detect import MxResolver, detect_provider
 from app.accounts.presets import PRESETS, SMTP_ONLY_PROVIDERS
 from app.accounts.providers import DEFAULT_PROVIDER, normalise_provider
 from app.credentials import Secret
-from app.probe.model import Encryption, Endpoint, ProxyTarget
+from app.probe.model import AccountProbe, Encryption, Endpoint, ProxyTarget
 from app.probe.policy import HostPolicy
 from app.probe.proxy import parse_proxy_url, proxy_from_secret
 
@@ -49,10 +49,13 @@ ENCRYPTION_NAMES = {
     "tls": Encryption.STARTTLS,
     "starttls": Encryption.STARTTLS,
     "none": Encryption.NONE,
+    "auto": Encryption.AUTO,
 }
-# What a port means when the row does not say how to encrypt, and the reverse.
+# What a port means when the row does not say how to encrypt, and the reverse. On any other
+# port the probe detects it (Encryption.AUTO), and the account keeps what it found.
 PORT_ENCRYPTION = {
-    "smtp": {465: Encryption.SSL, 587: Encryption.STARTTLS, 25: Encryption.STARTTLS},
+    "smtp": {465: Encryption.SSL, 587: Encryption.STARTTLS, 25: Encryption.STARTTLS,
+             2525: Encryption.STARTTLS},
     "imap": {993: Encryption.SSL, 143: Encryption.STARTTLS},
 }
 ENCRYPTION_PORT = {
@@ -97,7 +100,7 @@ def _host(value: Any) -> str:
 def _encryption(value: Any) -> Encryption:
     if isinstance(value, str) and value.strip().lower() in ENCRYPTION_NAMES:
         return ENCRYPTION_NAMES[value.strip().lower()]
-    raise ValueError("must be one of ssl, tls, starttls or none")
+    raise ValueError("must be one of ssl, tls, starttls, none or auto")
 
 
 def _provider(value: Any) -> str:
@@ -260,11 +263,9 @@ class BulkRow(BaseModel):
                 if not self._deferred:
                     errors.append((port_field, "is required"))
             elif encryption is None:
-                inferred = PORT_ENCRYPTION[protocol].get(port)
-                if inferred is None:
-                    errors.append((enc_field, f"is required for port {port} "
-                                              "(use ssl, tls, starttls or none)"))
-                setattr(self, enc_field, inferred)
+                setattr(self, enc_field, PORT_ENCRYPTION[protocol].get(port, Encryption.AUTO))
+            elif port is None and encryption == Encryption.AUTO:
+                errors.append((port_field, "is required when the encryption is to be detected"))
             elif port is None:
                 setattr(self, port_field, ENCRYPTION_PORT[protocol][encryption])
         errors.extend(self._refused(context.get("policy") or HostPolicy()))
@@ -445,6 +446,33 @@ def complete_detected(settings: dict[str, Any], mx: MxResolver,
                 filled.append(f"{protocol}{name.capitalize()}")
         completed[protocol] = endpoint
     completed["filled"] = filled
+    return completed
+
+
+def detected_note(protocol: str, found: Encryption) -> str:
+    """The filledIn entry of an encryption the probe detected."""
+    return f"{protocol}Encryption={found.value} (detected)"
+
+
+def detected_notes(probe: AccountProbe) -> list[str]:
+    """filledIn entries for what this probe detected (single connect answers with them)."""
+    return [detected_note(protocol, result.detected)
+            for protocol, result in (("smtp", probe.smtp), ("imap", probe.imap))
+            if result.detected is not None]
+
+
+def record_detected(settings: dict[str, Any], probe: AccountProbe) -> dict[str, Any] | None:
+    """The settings with the encryption the probe detected in place of `auto`, and filledIn
+    saying so; None when nothing was detected (then nothing changes)."""
+    completed: dict[str, Any] | None = None
+    for protocol in ("smtp", "imap"):
+        given, found = settings.get(protocol), getattr(probe, protocol).detected
+        if found is None or given is None or given.get("encryption") != Encryption.AUTO:
+            continue
+        if completed is None:
+            completed = {**settings, "filled": list(settings.get("filled") or [])}
+        completed[protocol] = {**given, "encryption": found.value}
+        completed["filled"].append(detected_note(protocol, found))
     return completed
 
 

@@ -42,6 +42,7 @@ from app.importing.rows import (
     FieldError,
     complete_detected,
     endpoint_from_settings,
+    record_detected,
 )
 from app.jobs.hostgate import HostGate, HostLease
 from app.jobs.intake import INVALID_FIELDS
@@ -509,6 +510,16 @@ def store_settings(db: Database, claim: ClaimedRow, settings: dict[str, Any]) ->
             _STORE_SETTINGS, {**_mine(claim), "settings": settings}).rowcount)
 
 
+def keep_detected(db: Database, claim: ClaimedRow, probe: AccountProbe) -> ClaimedRow:
+    """A connect row whose encryption the probe detected keeps it in its settings: the report's
+    filledIn shows it, its account is saved with it, and a retry does not detect again. (A
+    re-test row has no settings of its own: write_retest_result stores it on the account.)"""
+    detected = None if claim.target is not None else record_detected(claim.settings or {}, probe)
+    if detected is None or not store_settings(db, claim, detected):
+        return claim
+    return replace(claim, settings=detected)
+
+
 def defer_row(db: Database, clock: Clock, claim: ClaimedRow, probe: AccountProbe,
               delay_seconds: float) -> bool:
     """Make the row wait delay_seconds for another attempt, keeping what this one learnt."""
@@ -657,6 +668,7 @@ class RowProcessor:
             probe = probe_claimed(claim, self.cipher, self.prober)
         finally:
             woken = tuple(self.gate.release(lease))
+        claim = keep_detected(self.db, claim, probe)
         delay = self.policy.retry_delay(probe, claim.attempt)
         if delay is not None and defer_row(self.db, self.clock, claim, probe, delay):
             outcome = RowOutcome(recorded=False, job_id=claim.job_id, row_id=claim.row_id,

@@ -18,6 +18,9 @@ class Encryption(StrEnum):
     SSL = "ssl"            # implicit TLS from the first byte (465, 993)
     STARTTLS = "starttls"  # plaintext greeting, then upgrade (587, 25, 143)
     NONE = "none"          # plaintext throughout; only when the row asked for it
+    # Not given, on a port that does not say: the probe tries implicit TLS, then STARTTLS, and
+    # reports what worked (ProtocolResult.detected). Never plaintext.
+    AUTO = "auto"
 
 
 class AuthMethod(StrEnum):
@@ -123,6 +126,8 @@ class ProtocolResult:
     error: str | None = None  # the server's own words, with secrets removed
     duration_ms: int = 0
     attempts: int = 1
+    # The encryption an AUTO endpoint turned out to use (None: given, or not found out).
+    detected: Encryption | None = None
 
     @property
     def ok(self) -> bool:

@@ -18,6 +18,7 @@ from app.probe.errors import ConnectionClosed, HostNotFound, LineTooLong, ProbeE
 from app.probe.imap import run_imap
 from app.probe.model import (
     AccountProbe,
+    Encryption,
     Endpoint,
     ErrorCode,
     MailProtocol,
@@ -87,8 +88,9 @@ class Prober:
     async def _probe(self, protocol: MailProtocol, endpoint: Endpoint) -> ProtocolResult:
         loop = asyncio.get_running_loop()
         started = loop.time()
+        detected = None
         try:
-            code, message = await self._dialogue(protocol, endpoint)
+            code, message, detected = await self._dialogue(protocol, endpoint)
             error = None if code is None else self._scrubbed(endpoint, message)
         except Exception as exc:  # noqa: BLE001 - e.g. an Endpoint of the wrong types
             code, error = _internal_error(protocol, endpoint, exc)
@@ -97,6 +99,7 @@ class Prober:
             error_code=code,
             error=error,
             duration_ms=round((loop.time() - started) * 1000),
+            detected=detected,
         )
 
     def _scrubbed(self, endpoint: Endpoint, message: str) -> str:
@@ -108,10 +111,15 @@ class Prober:
 
     async def _dialogue(
         self, protocol: MailProtocol, endpoint: Endpoint
-    ) -> tuple[ErrorCode | None, str]:
+    ) -> tuple[ErrorCode | None, str, Encryption | None]:
         session = Session(endpoint, self.settings, self.ssl_context)
         try:
-            return await self._run(protocol, session)
+            code, message = await self._run(protocol, session)
+            if code == ErrorCode.STARTTLS_UNSUPPORTED and session.plaintext_port:
+                message += (" (no encryption was given: the port answers in plaintext, not "
+                            "implicit TLS; only encryption none would send the password "
+                            "unencrypted)")
+            return code, message, session.detected
         finally:
             session.close()
 

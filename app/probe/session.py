@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from app.probe.errors import ProbeError
 from app.probe.model import Encryption, Endpoint, ErrorCode, ProbeSettings
@@ -49,6 +50,11 @@ class Session:
         self.succeeded = False
         # True while the proxy's tunnel is being opened: a deadline then is the proxy's failure.
         self.tunnelling = False
+        # Encryption not given: what the probe found (SSL after the handshake, STARTTLS after
+        # the upgrade), and whether the port turned out to greet in plaintext.
+        self.detecting = endpoint.encryption == Encryption.AUTO
+        self.detected: Encryption | None = None
+        self.plaintext_port = False
         self._conn: Connection | None = None
 
     @property
@@ -88,6 +94,8 @@ class Session:
         if endpoint.encryption == Encryption.SSL:
             self.stage = "TLS handshake"
             await self.conn.start_tls(self.context, self.server_hostname)
+        elif endpoint.encryption == Encryption.AUTO:
+            await self._detect(resolver)
 
     async def _connect_directly(self, addresses: list[str]) -> None:
         self.stage = "connecting"
@@ -106,6 +114,26 @@ class Session:
         else:
             assert last_error is not None
             raise last_error
+
+    async def _detect(self, resolver: Resolver) -> None:
+        """No encryption given: implicit TLS when the port speaks it, else STARTTLS over a
+        fresh connection. The dialogue then refuses a server that does not offer STARTTLS
+        before any credential is sent, so detection never falls back to plaintext."""
+        self.stage = "TLS handshake (detecting the encryption)"
+        try:
+            await self.conn.start_tls(self.context, self.server_hostname)
+        except ssl.SSLError as exc:
+            # A certificate or any other TLS failure is the verdict: the port does speak TLS.
+            if not is_plaintext_reply(exc):
+                raise
+            # The server greeted in plaintext and took our ClientHello for a bad command:
+            # start again on a new connection, inside the same deadline.
+            self.conn.abort()
+            self.plaintext_port = True
+            self.endpoint = replace(self.endpoint, encryption=Encryption.STARTTLS)
+            await self.connect(resolver)
+            return
+        self.detected = Encryption.SSL
 
     async def wait_for_greeting(self) -> None:
         """Wait for the first greeting byte; if a plaintext port stays silent, find out whether
@@ -145,6 +173,8 @@ class Session:
             )
         self.stage = "TLS handshake after STARTTLS"
         await self.conn.start_tls(self.context, self.server_hostname)
+        if self.detecting:
+            self.detected = Encryption.STARTTLS
 
     async def goodbye(self, farewell: Callable[[], Awaitable[object]]) -> None:
         """Run QUIT/LOGOUT under a short timeout of its own and ignore how it ends."""

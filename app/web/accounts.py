@@ -20,7 +20,7 @@ from app.accounts.service import (
 )
 from app.accounts.slots import HostBusy, HostSlots
 from app.importing.aliases import canonical_record, flatten_single_connect
-from app.importing.rows import FieldError, validate_row
+from app.importing.rows import FieldError, detected_notes, validate_row
 from app.jobs.loginquota import TEAM_LOGIN_QUOTA, QuotaExceeded
 from app.services import Services
 from app.web.auth import require_team
@@ -129,7 +129,8 @@ def connect_one():
     message = ("Email account tested; nothing was saved." if dry_run
                else "Email account connected." if result.probe.verified
                else "Email account saved, but its connection failed.")
-    extra = {"filledIn": list(checked.filled)} if checked.filled else {}
+    filled = [*checked.filled, *detected_notes(result.probe)]
+    extra = {"filledIn": filled} if filled else {}
     if ignored:
         extra["ignoredFields"] = ignored
     return connect_response(result, message, **extra)

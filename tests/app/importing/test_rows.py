@@ -2,6 +2,7 @@ import pytest
 
 from app.importing.rows import AccountInput, FieldError, validate_row
 from app.probe.model import Encryption
+from app.probe.policy import OPEN_POLICY
 from tests.factories import bulk_row
 
 
@@ -26,6 +27,7 @@ def test_valid_row_is_normalised():
 
 @pytest.mark.parametrize(("port", "encryption"), [
     (465, Encryption.SSL), (587, Encryption.STARTTLS), (25, Encryption.STARTTLS),
+    (2525, Encryption.STARTTLS),
 ])
 def test_smtp_encryption_inferred_from_port(port, encryption):
     result = validate_row(bulk_row(smtpPort=port, smtpEncryption=None))
@@ -56,7 +58,7 @@ def test_every_bad_field_is_named():
                                 emailServiceProvider="hotmailx", smtpHost="bad host"))
     assert errors["smtpEmailAddress"] == "is not a valid email address"
     assert errors["smtpPort"] == "must be between 1 and 65535"
-    assert errors["imapEncryption"] == "must be one of ssl, tls, starttls or none"
+    assert errors["imapEncryption"] == "must be one of ssl, tls, starttls, none or auto"
     assert errors["emailServiceProvider"].startswith("unknown provider 'hotmailx'")
     assert errors["smtpHost"] == "is not a valid host name"
 
@@ -69,12 +71,26 @@ def test_missing_required_fields():
         "imapHost": "is required (unless smtpOnly is true)"}
 
 
-def test_missing_password_and_unknown_port_without_encryption():
-    errors = errors_of(bulk_row(smtpPassword=None, smtpPort=2525, smtpEncryption=None))
-    assert errors == {
-        "smtpPassword": "is required",
-        "smtpEncryption": "is required for port 2525 (use ssl, tls, starttls or none)",
-    }
+def test_missing_password():
+    assert errors_of(bulk_row(smtpPassword=None)) == {"smtpPassword": "is required"}
+
+
+@pytest.mark.parametrize(("smtp_port", "imap_port"), [(2587, 1993), (993, 465), (143, 25)])
+def test_other_ports_without_encryption_are_left_to_the_probe(smtp_port, imap_port):
+    # Each protocol's own well-known ports only: IMAP's 993 says nothing about an SMTP row.
+    result = validate_row(bulk_row(smtpPort=smtp_port, smtpEncryption=None, imapPort=imap_port,
+                                   imapEncryption=None), policy=OPEN_POLICY)
+    assert result.smtp.encryption is result.imap.encryption is Encryption.AUTO
+    assert result.filled == ()  # the probe's finding is listed once it is made
+    assert result.settings()["smtp"]["encryption"] == "auto"
+
+
+def test_auto_may_be_asked_for_on_a_given_port():
+    # A stored account that is still `auto` comes back through validation on a PATCH.
+    result = validate_row(bulk_row(smtpPort=587, smtpEncryption="AUTO"))
+    assert result.smtp.encryption is Encryption.AUTO
+    assert errors_of(bulk_row(smtpPort=None, smtpEncryption="auto")) == {
+        "smtpPort": "is required when the encryption is to be detected"}
 
 
 @pytest.mark.parametrize("port", [0, -1, "abc", True, 3.5])

@@ -55,7 +55,7 @@ from tests.servers.tls import TestPKI
 
 E = ErrorCode
 SMTP, IMAP = MailProtocol.SMTP, MailProtocol.IMAP
-SSL, STARTTLS, NONE = Encryption.SSL, Encryption.STARTTLS, Encryption.NONE
+SSL, STARTTLS, NONE, AUTO = Encryption.SSL, Encryption.STARTTLS, Encryption.NONE, Encryption.AUTO
 USERS = {USER: PASSWORD}
 UNKNOWN_HOST = "mail.no-such-host.invalid"
 README = Path(__file__).resolve().parents[3] / "README.md"
@@ -344,6 +344,14 @@ ROWS: tuple[Row, ...] = (
         smtp=Side(smtpd("starttls_port"), STARTTLS, None)),
     Row("good-none-aiosmtpd", "good credentials, plaintext when `none` was asked (aiosmtpd)",
         smtp=Side(smtpd("plain_port"), NONE, None)),
+    Row("good-auto-ssl-dovecot",
+        "good credentials, encryption not given, implicit TLS detected (Dovecot)",
+        smtp=Side(dovecot("submissions_port"), AUTO, None),
+        imap=Side(dovecot("imaps_port"), AUTO, None)),
+    Row("good-auto-starttls-dovecot",
+        "good credentials, encryption not given, STARTTLS detected (Dovecot)",
+        smtp=Side(dovecot("submission_port"), AUTO, None),
+        imap=Side(dovecot("imap_port"), AUTO, None)),
     # --- the provider said no ---
     Row("wrong-password", "wrong password (Dovecot)",
         smtp=Side(dovecot("submission_port"), STARTTLS, E.AUTH_FAILED, "535 5.7.8"),
@@ -442,6 +450,13 @@ ROWS: tuple[Row, ...] = (
     Row("starttls-not-offered", "STARTTLS asked but not offered, password never sent",
         smtp=Side(fault(lambda _: scripted_smtp()), STARTTLS, E.STARTTLS_UNSUPPORTED),
         imap=Side(fault(lambda _: scripted_imap(USERS)), STARTTLS, E.STARTTLS_UNSUPPORTED),
+        password_never_sent=True),
+    Row("auto-plaintext-only",
+        "encryption not given, plaintext server without STARTTLS (aiosmtpd / scripted IMAP), "
+        "password never sent",
+        smtp=Side(smtpd("plain_port"), AUTO, E.STARTTLS_UNSUPPORTED, "encryption none"),
+        imap=Side(fault(lambda _: scripted_imap(USERS)), AUTO, E.STARTTLS_UNSUPPORTED,
+                  "encryption none"),
         password_never_sent=True),
     Row("imap-smtp-mixup",
         "IMAP row pointed at an SMTP port, and the reverse (Dovecot), message naming the mix-up",
