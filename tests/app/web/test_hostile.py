@@ -179,7 +179,7 @@ NOT_PORT = st.one_of(st.integers(max_value=0), st.integers(min_value=65536),
                                      max_size=1))
 NOT_ENCRYPTION = st.one_of(st.integers(), st.booleans(), st.lists(JSON_SCALARS, min_size=1),
                            st.sampled_from(["tls1.3", "SSL/TLS", "yes", "starttls please",
-                                            "s\x00sl", "auto"]))
+                                            "s\x00sl", "sslv3"]))
 NOT_PROVIDER = st.one_of(st.integers(), st.booleans(), st.lists(JSON_SCALARS, min_size=1),
                          st.text(min_size=1, max_size=30).filter(
                              lambda s: s.strip() and s.strip().lower() not in PROVIDERS))
@@ -232,6 +232,13 @@ BAD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "signature": too_long_or_not_text(20_000),
     "tags": NOT_TAGS,
     "suspended": NOT_FLAG,
+    "proxyUrl": st.one_of(
+        st.integers(), st.booleans(), st.lists(JSON_SCALARS, min_size=1),
+        st.sampled_from(["ftp://proxy.example.com:21", "socks5://proxy.example.com",
+                         "socks4://proxy.example.com:1080", "not a url", "socks5://:1080",
+                         "http://proxy.example.com:99999", "socks5://pro\x00xy.example.com:1080",
+                         "http://proxy.example.com:8080/path?q=1"]),
+        repeated(2049, 3000)),
 }
 
 
