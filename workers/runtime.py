@@ -52,6 +52,7 @@ def runtime() -> Runtime:
                         resume_runners=max(1, settings.worker_concurrency // ROWS_PER_RUNNER),
                         # One MX answer cache per job, shared by the process's threads.
                         mx_for_job=JobMxCache(services.mx_resolvers).for_job,
+                        tokens=services.tokens,
                     ),
                     queue=CeleryJobQueue(current_app._get_current_object()),
                 )

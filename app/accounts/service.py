@@ -13,6 +13,7 @@ from app.accounts.retest import (
     RetestWrite,
     load_retest_target,
     retest_endpoints,
+    store_refreshed_tokens,
     store_retest_result,
     undecryptable,
 )
@@ -26,10 +27,20 @@ from app.accounts.slots import HostSlots
 from app.clock import Clock
 from app.credentials import CredentialCipher, CredentialError
 from app.db import Database
-from app.importing.rows import SENDING_FIELDS, AccountInput, FieldError, validate_row
+from app.importing.rows import (
+    ACCESS_TOKEN,
+    OAUTH2_PROVIDER,
+    REFRESH_TOKEN,
+    SENDING_FIELDS,
+    AccountInput,
+    FieldError,
+    is_oauth2,
+    validate_row,
+)
+from app.oauth.tokens import RefreshFailed, TokenRefresher, refresh_failure
 from app.models import EmailAccount
 from app.probe.hints import hint_for
-from app.probe.model import AccountProbe, AccountProber, ProtocolResult
+from app.probe.model import AccountProbe, AccountProber, AuthMethod, ProtocolResult
 from app.probe.policy import OPEN_POLICY, HostPolicy
 
 accounts = EmailAccount.__table__
@@ -63,12 +74,21 @@ class ChangedConcurrently(Exception):
 
 def connect_account(db: Database, cipher: CredentialCipher, clock: Clock, prober: AccountProber,
                     team_id: int, account: AccountInput, dry_run: bool = False, *,
-                    slots: HostSlots) -> ConnectResult:
+                    slots: HostSlots, tokens: TokenRefresher | None = None) -> ConnectResult:
     """Test now and save whatever the result (unless it is a dry run).
 
     A new submission of settings: they are saved with their result, as a new settings version.
+    An OAuth2 account's access token is refreshed first when it is due.
     """
-    probe = slots.probe(prober, account.smtp, account.imap)
+    try:
+        fresh = tokens and account.auth == AuthMethod.OAUTH2 and tokens.fresh(
+            team_id, account.oauth2_provider, account.oauth2_tokens)
+    except RefreshFailed as exc:
+        probe = refresh_failure(exc, account.imap is not None)
+    else:
+        if fresh:
+            account = account.with_tokens(fresh)
+        probe = slots.probe(prober, account.smtp, account.imap)
     account_id = None
     if not dry_run:
         with db.core_transaction() as connection:
@@ -79,7 +99,8 @@ def connect_account(db: Database, cipher: CredentialCipher, clock: Clock, prober
 
 
 def retest_account(db: Database, cipher: CredentialCipher, clock: Clock, prober: AccountProber,
-                   team_id: int, account_id: int, *, slots: HostSlots) -> ConnectResult | None:
+                   team_id: int, account_id: int, *, slots: HostSlots,
+                   tokens: TokenRefresher | None = None) -> ConnectResult | None:
     """Test the account as it is and store only the result, over the settings it tested.
 
     None when there is no such account. The result says whether it landed, or whether the
@@ -97,7 +118,7 @@ def retest_account(db: Database, cipher: CredentialCipher, clock: Clock, prober:
             target = current
         # Otherwise its hosts changed while we waited for these ones: test what we hold slots
         # for; the version fence then keeps that result off the newer settings.
-        probe = _probe(target, cipher, prober)
+        probe = _probe(db, target, cipher, prober, tokens)
     with db.core_transaction() as connection:
         written = store_retest_result(connection, target, probe, clock.now())
     return ConnectResult(target.account_id, target.settings["email"],
@@ -155,12 +176,19 @@ def _target(db: Database, team_id: int, account_id: int) -> RetestTarget | None:
         return load_retest_target(connection, team_id, account_id)
 
 
-def _probe(target: RetestTarget, cipher: CredentialCipher, prober: AccountProber
-           ) -> AccountProbe:
+def _probe(db: Database, target: RetestTarget, cipher: CredentialCipher,
+           prober: AccountProber, tokens: TokenRefresher | None = None) -> AccountProbe:
     try:
+        if tokens is not None and is_oauth2(target.settings):
+            fresh = tokens.fresh(target.team_id, target.settings.get(OAUTH2_PROVIDER),
+                                 cipher.decrypt(target.credentials))
+            if fresh:
+                target = store_refreshed_tokens(db, target, cipher.encrypt(fresh))
         smtp, imap = retest_endpoints(target, cipher)
     except CredentialError as exc:
         return undecryptable(exc)
+    except RefreshFailed as exc:
+        return refresh_failure(exc, target.settings.get("imap") is not None)
     return prober.probe_sync(smtp, imap)
 
 
@@ -193,6 +221,10 @@ def _stored_record(account: EmailAccount, cipher: CredentialCipher) -> dict[str,
         "smtpPort": account.smtp_port, "smtpEncryption": account.smtp_encryption,
         "smtpOnly": account.smtp_only,
     }
+    if account.auth_type == AuthMethod.OAUTH2:
+        record.update(authType=account.auth_type, oauth2Provider=account.oauth2_provider,
+                      oauth2AccessToken=secrets.get(ACCESS_TOKEN),
+                      oauth2RefreshToken=secrets.get(REFRESH_TOKEN))
     if not account.smtp_only:
         record.update(imapEmailAddress=account.imap_email, imapUserName=account.imap_username,
                       imapPassword=secrets.get("imap"), imapHost=account.imap_host,

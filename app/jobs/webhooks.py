@@ -79,6 +79,15 @@ Post = Callable[[str, bytes, dict[str, str], float, Iterable[IPNetwork]], int]
 def post_json(url: str, body: bytes, headers: dict[str, str], timeout: float,
               allow: Iterable[IPNetwork] = ()) -> int:
     """POST under the outbound network policy; the answer's status code."""
+    return post_checked(url, body, headers, timeout, allow)[0]
+
+
+def post_checked(url: str, body: bytes, headers: dict[str, str], timeout: float,
+                 allow: Iterable[IPNetwork] = (), max_answer: int = 65536
+                 ) -> tuple[int, bytes]:
+    """POST under the outbound network policy (also what OAuth token requests use); the
+    answer's status code and up to `max_answer` bytes of its body. DeliveryError says why
+    nothing was answered, and whether trying again may help."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -100,14 +109,14 @@ def post_json(url: str, body: bytes, headers: dict[str, str], timeout: float,
     for address in addresses[:3]:
         try:
             return _post_to(parts.scheme, host, port, connect_address(address), target, body,
-                            headers, timeout)
+                            headers, timeout, max_answer)
         except (OSError, http.client.HTTPException) as exc:  # timeouts are OSErrors
             last = exc
     raise DeliveryError(f"{host}: {type(last).__name__}: {last}", retryable=True)
 
 
 def _post_to(scheme: str, host: str, port: int, address: str, target: str, body: bytes,
-             headers: dict[str, str], timeout: float) -> int:
+             headers: dict[str, str], timeout: float, max_answer: int) -> tuple[int, bytes]:
     connection: http.client.HTTPConnection
     sock = socket.create_connection((address, port), timeout=timeout)
     try:
@@ -122,8 +131,7 @@ def _post_to(scheme: str, host: str, port: int, address: str, target: str, body:
         connection.sock = sock  # http.client sends on it instead of dialling the name again
         connection.request("POST", target, body=body, headers=headers)
         response = connection.getresponse()
-        response.read(65536)
-        return response.status
+        return response.status, response.read(max_answer)
     finally:
         sock.close()
 

@@ -112,6 +112,11 @@ GENERIC_HINTS: dict[ErrorCode, str] = {
     E.INTERNAL_ERROR: (
         "The test itself failed on our side: test again; if it keeps failing, contact support."
     ),
+    E.OAUTH_REFRESH_FAILED: (
+        "The provider's token endpoint would not give a new access token: if it says "
+        "invalid_grant, consent was revoked or the refresh token expired, so reconnect the "
+        "mailbox with OAuth; otherwise check the team's OAuth app (mailconnect oauth-app set)."
+    ),
 }
 
 _GOOGLE_APP_ONLY = (

@@ -19,6 +19,11 @@ class Encryption(StrEnum):
     NONE = "none"          # plaintext throughout; only when the row asked for it
 
 
+class AuthMethod(StrEnum):
+    PASSWORD = "password"  # noqa: S105
+    OAUTH2 = "oauth2"  # Endpoint.password holds the OAuth2 access token (a Secret)
+
+
 class MailProtocol(StrEnum):
     SMTP = "smtp"
     IMAP = "imap"
@@ -43,6 +48,7 @@ class ErrorCode(StrEnum):
     SERVER_THROTTLED = "server_throttled"
     PROTOCOL_ERROR = "protocol_error"
     INTERNAL_ERROR = "internal_error"
+    OAUTH_REFRESH_FAILED = "oauth_refresh_failed"
 
 
 # Verdicts that can change on their own when the same login is tried again later: a busy, slow
@@ -70,6 +76,7 @@ class Endpoint:
     encryption: Encryption
     username: str
     password: Secret
+    auth: AuthMethod = AuthMethod.PASSWORD
 
 
 @dataclass(frozen=True)
