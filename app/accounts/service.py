@@ -37,8 +37,8 @@ from app.importing.rows import (
     is_oauth2,
     validate_row,
 )
-from app.oauth.tokens import RefreshFailed, TokenRefresher, refresh_failure
 from app.models import EmailAccount
+from app.oauth.tokens import RefreshFailed, TokenRefresher, refresh_failure
 from app.probe.hints import hint_for
 from app.probe.model import AccountProbe, AccountProber, AuthMethod, ProtocolResult
 from app.probe.policy import OPEN_POLICY, HostPolicy
