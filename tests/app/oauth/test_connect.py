@@ -11,7 +11,7 @@ from app.models import EmailAccount
 from app.oauth.apps import set_oauth_app
 from app.probe.model import AuthMethod
 from app.teams import team_for_key
-from tests.app.oauth.test_tokens import RecordingProber
+from tests.app.jobs.test_runner import FakeProber
 from tests.servers.oauth_server import running_oauth_server
 
 
@@ -22,7 +22,7 @@ def stored_tokens(services) -> dict[str, Secret]:
 
 def test_single_connect_and_retest_refresh_the_token_and_never_return_it(
         services, client, api_key):
-    prober = RecordingProber()
+    prober = FakeProber()
     services.prober = prober
     headers = {"x-api-key": api_key}
     with running_oauth_server() as server:

@@ -2,10 +2,8 @@
 
 import datetime as dt
 import ipaddress
-import threading
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import select, update
 
 from app.accounts.retest import load_retest_target, store_refreshed_tokens
@@ -14,26 +12,16 @@ from app.importing.rows import ACCESS_TOKEN, EXPIRES_AT, REFRESH_TOKEN, validate
 from app.jobs.hostgate import OpenGate
 from app.jobs.intake import submit_job
 from app.jobs.runner import RetryPolicy, RowProcessor, start_job
-from app.models import ConnectJobRow, EmailAccount, OAuthApp, RowState
-from app.oauth.apps import load_oauth_app, set_oauth_app
+from app.models import ConnectJobRow, EmailAccount, RowState
+from app.oauth.apps import set_oauth_app
 from app.oauth.tokens import TokenRefresher, needs_refresh
-from app.probe.model import AccountProbe, AuthMethod, ErrorCode, ProtocolResult
+from app.probe.model import AuthMethod, ErrorCode, ProtocolResult
 from app.teams import create_api_key
+from tests.app.jobs.test_runner import FakeProber
 from tests.servers.oauth_server import running_oauth_server
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 OK = ProtocolResult("ok", duration_ms=3)
-
-
-class RecordingProber:
-    def __init__(self) -> None:
-        self.calls: list[tuple] = []
-        self.lock = threading.Lock()
-
-    def probe_sync(self, smtp, imap):
-        with self.lock:
-            self.calls.append((smtp, imap))
-        return AccountProbe(smtp=OK, imap=OK, duration_ms=3)
 
 
 @pytest.fixture
@@ -72,7 +60,7 @@ def run_job(services, team_id, rows, prober, refresher=None):
 def test_a_refresh_token_row_is_refreshed_then_probed_with_the_new_access_token(
         services, team_id, oauth):
     old = oauth.grant("ann@contoso.com")
-    prober = RecordingProber()
+    prober = FakeProber()
     [row] = run_job(services, team_id, [oauth_row("ann@contoso.com", oauth2RefreshToken=old)],
                     prober)
     assert row.state == RowState.DONE and row.account_status == 1
@@ -97,7 +85,7 @@ def test_a_revoked_grant_is_oauth_refresh_failed_with_the_endpoints_words_scrubb
         services, team_id, oauth):
     revoked = oauth.grant("bob@contoso.com")
     oauth.revoke("bob@contoso.com")
-    prober = RecordingProber()
+    prober = FakeProber()
     [row] = run_job(services, team_id,
                     [oauth_row("bob@contoso.com", oauth2RefreshToken=revoked)], prober)
     assert prober.calls == []
@@ -111,7 +99,7 @@ def test_a_revoked_grant_is_oauth_refresh_failed_with_the_endpoints_words_scrubb
 def test_no_app_for_the_provider_is_oauth_refresh_failed_saying_so(services, team_id):
     [row] = run_job(services, team_id, [oauth_row("cy@gmail.com", oauth2Provider="google",
                                                   oauth2RefreshToken="rt-x")],
-                    RecordingProber())
+                    FakeProber())
     assert row.smtp_error_code == ErrorCode.OAUTH_REFRESH_FAILED
     assert "no OAuth app is registered" in row.smtp_error and "google" in row.smtp_error
 
@@ -120,7 +108,7 @@ def test_an_unreachable_token_endpoint_is_retried(services, team_id, oauth):
     oauth.status_override = 503
     token = oauth.grant("dee@contoso.com")
     [row] = run_job(services, team_id, [oauth_row("dee@contoso.com", oauth2RefreshToken=token)],
-                    RecordingProber())
+                    FakeProber())
     assert row.state == RowState.WAITING and row.wait_until is not None
     assert row.smtp_error_code == ErrorCode.OAUTH_REFRESH_FAILED
 
@@ -140,7 +128,7 @@ def test_an_access_token_is_refreshed_only_when_it_expires_within_five_minutes()
 
 
 def test_an_unexpired_access_token_is_used_without_a_refresh(services, team_id, oauth):
-    prober = RecordingProber()
+    prober = FakeProber()
     run_job(services, team_id, [oauth_row("eve@contoso.com", oauth2AccessToken="at-given",
                                           oauth2RefreshToken=oauth.grant("eve@contoso.com"))],
             prober)
@@ -149,7 +137,7 @@ def test_an_unexpired_access_token_is_used_without_a_refresh(services, team_id, 
 
 def test_a_concurrent_patch_wins_over_the_refresh_write(services, team_id, oauth):
     run_job(services, team_id, [oauth_row("fay@contoso.com", oauth2AccessToken="at-1")],
-            RecordingProber())
+            FakeProber())
     with services.db.core_reading() as connection:
         account_id = connection.scalar(select(EmailAccount.id))
         target = load_retest_target(connection, team_id, account_id)
@@ -188,38 +176,3 @@ def test_oauth_rows_validation_names_the_fields():
     assert checked.smtp.host == "smtp.gmail.com" and checked.imap.host == "imap.gmail.com"
     assert "emailServiceProvider" in checked.filled
     assert checked.secrets() == {ACCESS_TOKEN: Secret("at")}
-
-
-def test_oauth_app_set_cli_stores_the_secret_encrypted(tmp_path, monkeypatch):
-    from app.cli import main
-    from app.config import load_settings
-    from app.credentials import CredentialCipher
-    from app.db import Database
-    from app.teams import team_id_by_name
-
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setenv("CREDENTIALS_KEYS", CredentialCipher.generate_key())
-    runner = CliRunner()
-    assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
-    assert runner.invoke(main, ["api-key", "create", "--team", "acme"]).exit_code == 0
-    args = ["oauth-app", "set", "--team", "acme", "--provider", "microsoft",
-            "--client-id", "cid", "--client-secret", "very-secret-value", "--tenant", "contoso"]
-    done = runner.invoke(main, args)
-    assert done.exit_code == 0, done.output
-    assert "very-secret-value" not in done.output
-    db = Database(url)
-    with db.reading() as session:
-        stored = session.scalar(select(OAuthApp.client_secret))
-    assert "very-secret-value" not in stored
-    app = load_oauth_app(db, load_settings().credential_cipher(), team_id_by_name(db, "acme"),
-                         "microsoft")
-    assert app.client_secret == Secret("very-secret-value")
-    assert app.token_url == "https://login.microsoftonline.com/contoso/oauth2/v2.0/token"
-    bad = runner.invoke(main, ["oauth-app", "set", "--team", "acme", "--provider", "custom",
-                               "--client-id", "c", "--client-secret", "s"])
-    assert bad.exit_code != 0 and "token-url" in bad.output
-    # Set again: one app per team and provider, replaced.
-    assert runner.invoke(main, [*args[:-2], "--token-url", "https://t.test/t"]).exit_code == 0
-    with db.reading() as session:
-        assert session.scalars(select(OAuthApp.token_url)).all() == ["https://t.test/t"]
