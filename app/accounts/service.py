@@ -25,10 +25,11 @@ from app.accounts.saving import (
 )
 from app.accounts.slots import HostSlots
 from app.clock import Clock
-from app.credentials import CredentialCipher, CredentialError
+from app.credentials import CredentialCipher, CredentialError, Secret
 from app.db import Database
 from app.importing.rows import (
     ACCESS_TOKEN,
+    EXPIRES_AT,
     OAUTH2_PROVIDER,
     REFRESH_TOKEN,
     SENDING_FIELDS,
@@ -138,7 +139,8 @@ _UPDATE_TRIES = 3
 
 def update_account(db: Database, cipher: CredentialCipher, clock: Clock, prober: AccountProber,
                    team_id: int, account_id: int, changes: dict[str, Any], *,
-                   slots: HostSlots, policy: HostPolicy | None = None) -> AccountUpdate | None:
+                   slots: HostSlots, policy: HostPolicy | None = None,
+                   tokens: TokenRefresher | None = None) -> AccountUpdate | None:
     """Apply a PATCH. None when there is no such account; InvalidChange names bad fields.
 
     Sending settings change in place. Anything else is a new settings version: the new
@@ -163,7 +165,8 @@ def update_account(db: Database, cipher: CredentialCipher, clock: Clock, prober:
             target = _write_settings(db, cipher, clock, team_id, account, checked)
             if target is None:
                 continue  # changed or deleted since we read it: read and merge again
-            probe = prober.probe_sync(checked.smtp, checked.imap)
+            # The endpoints of `checked`, after an OAuth2 account's refresh when one is due.
+            probe = _probe(db, target, cipher, prober, tokens)
         with db.core_transaction() as connection:
             written = store_retest_result(connection, target, probe, clock.now())
         tested = ConnectResult(account_id, checked.email, checked.provider, probe, written)
@@ -202,17 +205,29 @@ def _merged(account: EmailAccount, changes: dict[str, Any], cipher: CredentialCi
     checked = validate_row({**_stored_record(account, cipher), **changes}, policy=policy)
     if isinstance(checked, list):
         raise InvalidChange(checked)
+    if checked.auth == AuthMethod.OAUTH2:
+        # The access token's expiry is no row field: it stays while the token does, so a
+        # change of, say, the host still refreshes a token that is due.
+        stored = _stored_secrets(account, cipher)
+        if stored.get(EXPIRES_AT) and \
+                checked.oauth2_tokens.get(ACCESS_TOKEN) == stored.get(ACCESS_TOKEN):
+            checked = checked.with_tokens({**checked.oauth2_tokens,
+                                           EXPIRES_AT: stored[EXPIRES_AT]})
     return checked
+
+
+def _stored_secrets(account: EmailAccount, cipher: CredentialCipher) -> dict[str, Secret]:
+    try:
+        return cipher.decrypt(account.credentials)
+    except CredentialError:
+        # Stored under a key that is gone: the PATCH must give the passwords again, and
+        # validation says so, naming the fields.
+        return {}
 
 
 def _stored_record(account: EmailAccount, cipher: CredentialCipher) -> dict[str, Any]:
     """The account as a bulk row, passwords included, for a PATCH to be merged into."""
-    try:
-        secrets = {p: s.reveal() for p, s in cipher.decrypt(account.credentials).items()}
-    except CredentialError:
-        # Stored under a key that is gone: the PATCH must give the passwords again, and
-        # validation says so, naming the fields.
-        secrets = {}
+    secrets = {p: s.reveal() for p, s in _stored_secrets(account, cipher).items()}
     record = {
         "emailServiceProvider": account.provider, "fromFirstName": account.from_first_name,
         "fromLastName": account.from_last_name, "fromName": account.from_name,

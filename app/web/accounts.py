@@ -214,7 +214,7 @@ def change(account_id: int):
     try:
         updated = update_account(s.db, s.cipher, s.clock, s.prober, g.team_id, account_id,
                                  _json_object(), slots=_slots(),
-                                 policy=s.settings.host_policy)
+                                 policy=s.settings.host_policy, tokens=s.tokens)
     except InvalidChange as exc:
         raise _invalid(exc.errors) from None
     except ChangedConcurrently:

@@ -58,6 +58,18 @@ def test_single_connect_and_retest_refresh_the_token_and_never_return_it(
         assert again[ACCESS_TOKEN] == Secret(server.issued[1])
         assert again[REFRESH_TOKEN] != tokens[REFRESH_TOKEN]
 
+        # A PATCH keeps the token's expiry: due again, its test refreshes first too.
+        soon = (services.clock.now() + dt.timedelta(minutes=2)).isoformat()
+        with services.db.transaction() as session:
+            session.execute(update(EmailAccount).values(credentials=services.cipher.encrypt(
+                {**again, EXPIRES_AT: Secret(soon)})))
+        patched = client.patch(f"/v1/email-accounts/{account_id}", headers=headers,
+                               json={"fromName": "Gil"})
+        assert patched.status_code == 200 and patched.json["payload"]["status"] == 1
+        assert prober.calls[-1][0].password == Secret(server.issued[2])
+        again = stored_tokens(services)
+        assert again[ACCESS_TOKEN] == Secret(server.issued[2])
+
         # Consent revoked: the token endpoint's invalid_grant, with the hint to reconnect.
         server.revoke("gil@gmail.com")
         with services.db.transaction() as session:
@@ -68,4 +80,4 @@ def test_single_connect_and_retest_refresh_the_token_and_never_return_it(
         assert smtp_view["errorCode"] == "oauth_refresh_failed"
         assert "invalid_grant" in smtp_view["error"] and "reconnect" in smtp_view["hint"]
         assert again[REFRESH_TOKEN].reveal() not in refused.get_data(as_text=True)
-        assert len(prober.calls) == 2
+        assert len(prober.calls) == 3
