@@ -139,6 +139,39 @@ def webhook_secret_show(team: str) -> None:
     click.echo(secret.reveal())
 
 
+@main.group("oauth-app")
+def oauth_app() -> None:
+    """Each team's own OAuth application per provider, which refreshes its mailboxes' tokens."""
+
+
+@oauth_app.command("set")
+@click.option("--team", required=True, help="Team name.")
+@click.option("--provider", required=True, type=click.Choice(["google", "microsoft", "custom"]))
+@click.option("--client-id", required=True)
+@click.option("--client-secret", required=True, help="Stored encrypted; never printed.")
+@click.option("--tenant", default=None, help="Microsoft tenant (default: common).")
+@click.option("--token-url", default=None, help="Default: the provider's.")
+@click.option("--authorize-url", default=None, help="Default: the provider's.")
+def oauth_app_set(team: str, provider: str, client_id: str, client_secret: str,
+                  tenant: str | None, token_url: str | None, authorize_url: str | None) -> None:
+    """Register TEAM's OAuth app of PROVIDER, replacing the one it had."""
+    from app.clock import SystemClock
+    from app.credentials import Secret
+    from app.db import Database
+    from app.oauth.apps import set_oauth_app
+
+    settings = _settings()
+    db = Database(settings.sqlalchemy_url)
+    try:
+        app = set_oauth_app(db, settings.credential_cipher(), SystemClock(), _team_id(db, team),
+                            provider, client_id, Secret(client_secret), tenant=tenant,
+                            token_url=token_url, authorize_url=authorize_url)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"team {team}: OAuth app for {provider} set (client id {app.client_id}, "
+               f"token URL {app.token_url})")
+
+
 @main.group()
 def credentials() -> None:
     """Stored secrets: mailbox passwords and webhook signing secrets."""

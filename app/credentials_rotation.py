@@ -21,7 +21,7 @@ from sqlalchemy import Column, bindparam, func, select, update
 
 from app.credentials import CredentialCipher, CredentialError
 from app.db import Database
-from app.models import ConnectJobRow, EmailAccount, Team
+from app.models import ConnectJobRow, EmailAccount, OAuthApp, Team
 
 # A row whose fenced write lost to a change is re-read and written again, up to this many writes
 # in all; past that it is left as it is (the report says so, and the next run takes it).
@@ -43,6 +43,7 @@ class EncryptedColumn:
 # account with that older token, so the accounts go last to catch as many of those as they can.
 ENCRYPTED_COLUMNS: tuple[EncryptedColumn, ...] = (
     EncryptedColumn("webhook secrets", Team.__table__.c.webhook_secret),
+    EncryptedColumn("OAuth app secrets", OAuthApp.__table__.c.client_secret),
     EncryptedColumn("job rows", ConnectJobRow.__table__.c.credentials),
     EncryptedColumn("accounts", EmailAccount.__table__.c.credentials),
 )

@@ -77,6 +77,24 @@ class ApiKey(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
+class OAuthApp(Base):
+    """A team's own OAuth application at one provider: what refreshes its mailboxes' tokens."""
+
+    __tablename__ = "oauth_apps"
+    __table_args__ = (UniqueConstraint("team_id", "provider", name="uq_oauth_apps_team_provider"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(16))  # google, microsoft or custom
+    client_id: Mapped[str] = mapped_column(String(512))
+    client_secret: Mapped[str] = mapped_column(Text)  # a CredentialCipher token
+    tenant: Mapped[str | None] = mapped_column(String(200))
+    token_url: Mapped[str] = mapped_column(Text)
+    authorize_url: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
 class EmailAccount(Base):
     __tablename__ = "email_accounts"
     __table_args__ = (UniqueConstraint("team_id", "email", name="uq_email_accounts_team_email"),)
@@ -101,6 +119,11 @@ class EmailAccount(Base):
     imap_encryption: Mapped[str | None] = mapped_column(String(16))
     credentials: Mapped[str] = mapped_column(Text)  # CredentialCipher token of both passwords
     smtp_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # "password", or "oauth2": then `credentials` holds the OAuth tokens, and the team's OAuth
+    # app of `oauth2_provider` refreshes them.
+    auth_type: Mapped[str] = mapped_column(String(16), default="password",
+                                           server_default="password")
+    oauth2_provider: Mapped[str | None] = mapped_column(String(16))
     suspended: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     # Sending settings: stored and shown for the tools that send (Smartlead's fields).

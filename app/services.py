@@ -14,6 +14,7 @@ from app.credentials import CredentialCipher
 from app.db import Database
 from app.jobs.hostgate import HostGate, RedisHostGate
 from app.jobs.loginquota import LoginQuota, RedisLoginQuota
+from app.oauth.tokens import TokenRefresher
 from app.probe import Prober
 from app.storage import ReportStore, S3ReportStore
 
@@ -32,6 +33,8 @@ class Services:
     clock: Clock = field(default_factory=SystemClock)
     # One resolver (and so one MX cache) per request or job: answers must not go stale.
     mx_resolvers: Callable[[], MxResolver] = DnsMxResolver
+    # Refreshes OAuth2 accounts' access tokens before a probe (None: used as stored).
+    tokens: TokenRefresher | None = None
 
 
 def build_host_gate(settings: Settings) -> RedisHostGate:
@@ -56,10 +59,12 @@ def build_login_quota(settings: Settings) -> RedisLoginQuota:
 
 def build_services(settings: Settings, store: ReportStore | None = None,
                    clock: Clock | None = None, gate: HostGate | None = None) -> Services:
+    db, cipher, clock = Database(settings.sqlalchemy_url), settings.credential_cipher(), \
+        clock or SystemClock()
     return Services(
         settings=settings,
-        db=Database(settings.sqlalchemy_url),
-        cipher=settings.credential_cipher(),
+        db=db,
+        cipher=cipher,
         store=store or S3ReportStore(
             bucket=settings.s3_bucket,
             endpoint_url=settings.s3_endpoint_url,
@@ -72,5 +77,7 @@ def build_services(settings: Settings, store: ReportStore | None = None,
         prober=Prober(settings.probe_settings()),
         gate=gate or build_host_gate(settings),
         login_quota=build_login_quota(settings),
-        clock=clock or SystemClock(),
+        clock=clock,
+        # The token endpoint passes the same outbound policy as the mail servers.
+        tokens=TokenRefresher(db, cipher, clock, allow_networks=settings.allow_networks),
     )

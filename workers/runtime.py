@@ -56,6 +56,7 @@ def runtime() -> Runtime:
                         # SRV records and autoconfig files, likewise cached per job.
                         discoverer_for_job=JobMxCache(
                             lambda: build_autodiscovery(settings)).for_job,
+                        tokens=services.tokens,
                     ),
                     queue=CeleryJobQueue(current_app._get_current_object()),
                 )

@@ -10,7 +10,7 @@ over the newer ones.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -18,9 +18,17 @@ from sqlalchemy import Connection, bindparam, exists, select, update
 
 from app.accounts.saving import RESULT_COLUMNS, result_columns
 from app.credentials import CredentialCipher, CredentialError
-from app.importing.rows import PROXY, endpoint_from_settings
+from app.db import Database
+from app.importing.rows import AUTH, OAUTH2_PROVIDER, PROXY, endpoint_from_settings, login_secret
 from app.models import EmailAccount
-from app.probe.model import AccountProbe, Encryption, Endpoint, ErrorCode, ProtocolResult
+from app.probe.model import (
+    AccountProbe,
+    AuthMethod,
+    Encryption,
+    Endpoint,
+    ErrorCode,
+    ProtocolResult,
+)
 
 accounts = EmailAccount.__table__
 
@@ -52,6 +60,7 @@ _TARGET = select(
     accounts.c.smtp_email, accounts.c.smtp_username, accounts.c.smtp_host, accounts.c.smtp_port,
     accounts.c.smtp_encryption, accounts.c.imap_email, accounts.c.imap_username,
     accounts.c.imap_host, accounts.c.imap_port, accounts.c.imap_encryption,
+    accounts.c.auth_type, accounts.c.oauth2_provider,
 ).where(accounts.c.id == bindparam("account_id"), accounts.c.team_id == bindparam("team_id"))
 
 _WRITE_RESULT = (
@@ -110,13 +119,34 @@ def store_retest_result(connection: Connection, target: RetestTarget, probe: Acc
     return RetestWrite.CHANGED if connection.scalar(_EXISTS, params) else RetestWrite.DELETED
 
 
+_STORE_TOKENS = (
+    update(accounts)
+    .where(accounts.c.id == bindparam("account_id"), accounts.c.team_id == bindparam("of_team"),
+           accounts.c.settings_version == bindparam("version"))
+    .values(credentials=bindparam("credentials"))
+)
+
+
+def store_refreshed_tokens(db: Database, target: RetestTarget, credentials: str
+                           ) -> RetestTarget:
+    """Keep an OAuth2 account's refreshed tokens, only over the settings version the test
+    read: a PATCH made meanwhile (its own credentials, a new version) wins. The target carries
+    them either way: the test goes on with them, and its result is fenced the same way."""
+    with db.core_transaction() as connection:
+        connection.execute(_STORE_TOKENS, {"account_id": target.account_id,
+                                           "of_team": target.team_id, "version": target.version,
+                                           "credentials": credentials})
+    return replace(target, credentials=credentials)
+
+
 def retest_endpoints(target: RetestTarget, cipher: CredentialCipher
                      ) -> tuple[Endpoint | None, Endpoint | None]:
     """The SMTP and IMAP endpoints to test, with the stored passwords; CredentialError when
     the token cannot be opened (a key was removed from CREDENTIALS_KEYS)."""
     secrets = cipher.decrypt(target.credentials)
     smtp, imap = (
-        endpoint_from_settings(target.settings[p], secrets[p], secrets.get(PROXY))
+        endpoint_from_settings(target.settings[p], *login_secret(target.settings, secrets, p),
+                               proxy=secrets.get(PROXY))
         if target.settings.get(p)
         else None
         for p in ("smtp", "imap"))
@@ -138,7 +168,7 @@ def stored_settings(account: Any) -> dict[str, Any]:
         imap = {"email": account.imap_email, "username": account.imap_username,
                 "host": account.imap_host, "port": account.imap_port,
                 "encryption": account.imap_encryption}
-    return {
+    settings = {
         "email": account.email,
         "provider": account.provider,
         "fromFirstName": account.from_first_name,
@@ -150,3 +180,6 @@ def stored_settings(account: Any) -> dict[str, Any]:
         "imap": imap,
         "sending": {},
     }
+    if account.auth_type == AuthMethod.OAUTH2:
+        settings |= {AUTH: account.auth_type, OAUTH2_PROVIDER: account.oauth2_provider}
+    return settings

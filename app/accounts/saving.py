@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import Connection, Insert
 from sqlalchemy.dialects import postgresql, sqlite
 
-from app.importing.rows import record_detected
+from app.importing.rows import AUTH, OAUTH2_PROVIDER, record_detected
 from app.models import EmailAccount
-from app.probe.model import AccountProbe
+from app.probe.model import AccountProbe, AuthMethod
 
 _accounts = EmailAccount.__table__
 _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
@@ -72,6 +72,8 @@ def settings_columns(settings: dict[str, Any], credentials: str) -> dict[str, An
         "imap_encryption": imap and imap["encryption"],
         "credentials": credentials,
         "smtp_only": imap is None,
+        "auth_type": settings.get(AUTH) or AuthMethod.PASSWORD.value,
+        "oauth2_provider": settings.get(OAUTH2_PROVIDER),
     }
 
 

@@ -13,6 +13,7 @@ from app.accounts.retest import (
     RetestWrite,
     load_retest_target,
     retest_endpoints,
+    store_refreshed_tokens,
     store_retest_result,
     undecryptable,
 )
@@ -24,12 +25,24 @@ from app.accounts.saving import (
 )
 from app.accounts.slots import HostSlots
 from app.clock import Clock
-from app.credentials import CredentialCipher, CredentialError
+from app.credentials import CredentialCipher, CredentialError, Secret
 from app.db import Database
-from app.importing.rows import PROXY, SENDING_FIELDS, AccountInput, FieldError, validate_row
+from app.importing.rows import (
+    ACCESS_TOKEN,
+    EXPIRES_AT,
+    OAUTH2_PROVIDER,
+    PROXY,
+    REFRESH_TOKEN,
+    SENDING_FIELDS,
+    AccountInput,
+    FieldError,
+    is_oauth2,
+    validate_row,
+)
 from app.models import EmailAccount
+from app.oauth.tokens import RefreshFailed, TokenRefresher, refresh_failure
 from app.probe.hints import hint_for
-from app.probe.model import AccountProbe, AccountProber, ProtocolResult
+from app.probe.model import AccountProbe, AccountProber, AuthMethod, ProtocolResult
 from app.probe.policy import OPEN_POLICY, HostPolicy
 
 accounts = EmailAccount.__table__
@@ -63,12 +76,21 @@ class ChangedConcurrently(Exception):
 
 def connect_account(db: Database, cipher: CredentialCipher, clock: Clock, prober: AccountProber,
                     team_id: int, account: AccountInput, dry_run: bool = False, *,
-                    slots: HostSlots) -> ConnectResult:
+                    slots: HostSlots, tokens: TokenRefresher | None = None) -> ConnectResult:
     """Test now and save whatever the result (unless it is a dry run).
 
     A new submission of settings: they are saved with their result, as a new settings version.
+    An OAuth2 account's access token is refreshed first when it is due.
     """
-    probe = slots.probe(prober, account.smtp, account.imap)
+    try:
+        fresh = tokens and account.auth == AuthMethod.OAUTH2 and tokens.fresh(
+            team_id, account.oauth2_provider, account.oauth2_tokens)
+    except RefreshFailed as exc:
+        probe = refresh_failure(exc, account.imap is not None)
+    else:
+        if fresh:
+            account = account.with_tokens(fresh)
+        probe = slots.probe(prober, account.smtp, account.imap)
     account_id = None
     if not dry_run:
         with db.core_transaction() as connection:
@@ -79,7 +101,8 @@ def connect_account(db: Database, cipher: CredentialCipher, clock: Clock, prober
 
 
 def retest_account(db: Database, cipher: CredentialCipher, clock: Clock, prober: AccountProber,
-                   team_id: int, account_id: int, *, slots: HostSlots) -> ConnectResult | None:
+                   team_id: int, account_id: int, *, slots: HostSlots,
+                   tokens: TokenRefresher | None = None) -> ConnectResult | None:
     """Test the account as it is and store only the result, over the settings it tested.
 
     None when there is no such account. The result says whether it landed, or whether the
@@ -97,7 +120,7 @@ def retest_account(db: Database, cipher: CredentialCipher, clock: Clock, prober:
             target = current
         # Otherwise its hosts changed while we waited for these ones: test what we hold slots
         # for; the version fence then keeps that result off the newer settings.
-        probe = _probe(target, cipher, prober)
+        probe = _probe(db, target, cipher, prober, tokens)
     with db.core_transaction() as connection:
         written = store_retest_result(connection, target, probe, clock.now())
     return ConnectResult(target.account_id, target.settings["email"],
@@ -117,7 +140,8 @@ _UPDATE_TRIES = 3
 
 def update_account(db: Database, cipher: CredentialCipher, clock: Clock, prober: AccountProber,
                    team_id: int, account_id: int, changes: dict[str, Any], *,
-                   slots: HostSlots, policy: HostPolicy | None = None) -> AccountUpdate | None:
+                   slots: HostSlots, policy: HostPolicy | None = None,
+                   tokens: TokenRefresher | None = None) -> AccountUpdate | None:
     """Apply a PATCH. None when there is no such account; InvalidChange names bad fields.
 
     Sending settings change in place. Anything else is a new settings version: the new
@@ -142,7 +166,8 @@ def update_account(db: Database, cipher: CredentialCipher, clock: Clock, prober:
             target = _write_settings(db, cipher, clock, team_id, account, checked)
             if target is None:
                 continue  # changed or deleted since we read it: read and merge again
-            probe = prober.probe_sync(checked.smtp, checked.imap)
+            # The endpoints of `checked`, after an OAuth2 account's refresh when one is due.
+            probe = _probe(db, target, cipher, prober, tokens)
         with db.core_transaction() as connection:
             written = store_retest_result(connection, target, probe, clock.now())
         tested = ConnectResult(account_id, checked.email, checked.provider, probe, written)
@@ -155,12 +180,19 @@ def _target(db: Database, team_id: int, account_id: int) -> RetestTarget | None:
         return load_retest_target(connection, team_id, account_id)
 
 
-def _probe(target: RetestTarget, cipher: CredentialCipher, prober: AccountProber
-           ) -> AccountProbe:
+def _probe(db: Database, target: RetestTarget, cipher: CredentialCipher,
+           prober: AccountProber, tokens: TokenRefresher | None = None) -> AccountProbe:
     try:
+        if tokens is not None and is_oauth2(target.settings):
+            fresh = tokens.fresh(target.team_id, target.settings.get(OAUTH2_PROVIDER),
+                                 cipher.decrypt(target.credentials))
+            if fresh:
+                target = store_refreshed_tokens(db, target, cipher.encrypt(fresh))
         smtp, imap = retest_endpoints(target, cipher)
     except CredentialError as exc:
         return undecryptable(exc)
+    except RefreshFailed as exc:
+        return refresh_failure(exc, target.settings.get("imap") is not None)
     return prober.probe_sync(smtp, imap)
 
 
@@ -174,17 +206,29 @@ def _merged(account: EmailAccount, changes: dict[str, Any], cipher: CredentialCi
     checked = validate_row({**_stored_record(account, cipher), **changes}, policy=policy)
     if isinstance(checked, list):
         raise InvalidChange(checked)
+    if checked.auth == AuthMethod.OAUTH2:
+        # The access token's expiry is no row field: it stays while the token does, so a
+        # change of, say, the host still refreshes a token that is due.
+        stored = _stored_secrets(account, cipher)
+        if stored.get(EXPIRES_AT) and \
+                checked.oauth2_tokens.get(ACCESS_TOKEN) == stored.get(ACCESS_TOKEN):
+            checked = checked.with_tokens({**checked.oauth2_tokens,
+                                           EXPIRES_AT: stored[EXPIRES_AT]})
     return checked
+
+
+def _stored_secrets(account: EmailAccount, cipher: CredentialCipher) -> dict[str, Secret]:
+    try:
+        return cipher.decrypt(account.credentials)
+    except CredentialError:
+        # Stored under a key that is gone: the PATCH must give the passwords again, and
+        # validation says so, naming the fields.
+        return {}
 
 
 def _stored_record(account: EmailAccount, cipher: CredentialCipher) -> dict[str, Any]:
     """The account as a bulk row, passwords included, for a PATCH to be merged into."""
-    try:
-        secrets = {p: s.reveal() for p, s in cipher.decrypt(account.credentials).items()}
-    except CredentialError:
-        # Stored under a key that is gone: the PATCH must give the passwords again, and
-        # validation says so, naming the fields.
-        secrets = {}
+    secrets = {p: s.reveal() for p, s in _stored_secrets(account, cipher).items()}
     record = {
         "emailServiceProvider": account.provider, "fromFirstName": account.from_first_name,
         "fromLastName": account.from_last_name, "fromName": account.from_name,
@@ -194,6 +238,10 @@ def _stored_record(account: EmailAccount, cipher: CredentialCipher) -> dict[str,
         "smtpOnly": account.smtp_only,
         "proxyUrl": secrets.get(PROXY),  # kept unless the PATCH changes it ("" removes it)
     }
+    if account.auth_type == AuthMethod.OAUTH2:
+        record.update(authType=account.auth_type, oauth2Provider=account.oauth2_provider,
+                      oauth2AccessToken=secrets.get(ACCESS_TOKEN),
+                      oauth2RefreshToken=secrets.get(REFRESH_TOKEN))
     if not account.smtp_only:
         record.update(imapEmailAddress=account.imap_email, imapUserName=account.imap_username,
                       imapPassword=secrets.get("imap"), imapHost=account.imap_host,

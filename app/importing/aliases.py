@@ -46,6 +46,10 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "signature": (),
     "tags": (),
     "suspended": ("is_suspended",),
+    "authType": (),
+    "oauth2Provider": (),
+    "oauth2AccessToken": (),
+    "oauth2RefreshToken": (),
     # One login for both protocols (Smartlead, MailReach); see EITHER_PROTOCOL.
     "password": (),
     "userName": ("user_name",),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
 from pydantic import (
@@ -30,7 +30,7 @@ from app.accounts.detect import MxResolver, detect_provider
 from app.accounts.presets import PRESETS, SMTP_ONLY_PROVIDERS
 from app.accounts.providers import DEFAULT_PROVIDER, normalise_provider
 from app.credentials import Secret
-from app.probe.model import AccountProbe, Encryption, Endpoint, ProxyTarget
+from app.probe.model import AccountProbe, AuthMethod, Encryption, Endpoint, ProxyTarget
 from app.probe.policy import HostPolicy
 from app.probe.proxy import parse_proxy_url, proxy_from_secret
 
@@ -149,6 +149,9 @@ Username = Annotated[Annotated[str, Field(max_length=320)] | None,
                      BeforeValidator(_blank_to_none), NoControl]
 Password = Annotated[Annotated[SecretStr, Field(max_length=1024)] | None,
                      BeforeValidator(_blank_to_none)]
+# Microsoft's access tokens are JWTs of a few kilobytes.
+Token = Annotated[Annotated[SecretStr, Field(max_length=8192)] | None,
+                  BeforeValidator(_blank_to_none), NoControl]
 Port = Annotated[int | None, _unless_blank(_port), _between(1, 65535)]
 EncryptionField = Annotated[Encryption | None, _unless_blank(_encryption)]
 Provider = Annotated[str, _unless_blank(_provider, blank=DEFAULT_PROVIDER)]
@@ -172,6 +175,30 @@ def _tags(value: Any) -> Any:
     if isinstance(value, str):
         return [tag.strip() for tag in value.split(",") if tag.strip()]
     return value
+
+
+def _auth(value: Any) -> AuthMethod:
+    if isinstance(value, str) and value.strip().lower() in AuthMethod.__members__.values():
+        return AuthMethod(value.strip().lower())
+    raise ValueError("must be password or oauth2")
+
+
+OAUTH2_PROVIDERS = ("google", "microsoft", "custom")
+# An OAuth provider's mailboxes get the hosts of this preset when the row names none, and the
+# reverse: a row of these providers that leaves oauth2Provider out gets it from them.
+OAUTH2_PRESET = {"google": "gsuite", "microsoft": "o365"}
+OAUTH2_OF_PROVIDER = {"gmail": "google", "gsuite": "google", "microsoft": "microsoft",
+                      "o365": "microsoft", "outlook": "microsoft"}
+# The keys of an OAuth2 account's credentials dict (CredentialCipher): the tokens, and when
+# the access token expires (ISO 8601), so a refresh happens only when it is due.
+ACCESS_TOKEN, REFRESH_TOKEN = "oauth2AccessToken", "oauth2RefreshToken"
+EXPIRES_AT = "oauth2ExpiresAt"
+
+
+def _oauth2_provider(value: Any) -> str:
+    if isinstance(value, str) and value.strip().lower() in OAUTH2_PROVIDERS:
+        return value.strip().lower()
+    raise ValueError("must be google, microsoft or custom")
 
 
 Flag = Annotated[bool | None, BeforeValidator(_flag)]
@@ -210,6 +237,12 @@ class BulkRow(BaseModel):
     smtpOnly: Flag = False
     proxyUrl: ProxyUrl = None
 
+    authType: Annotated[AuthMethod, _unless_blank(_auth, blank=AuthMethod.PASSWORD)] = \
+        AuthMethod.PASSWORD
+    oauth2Provider: Annotated[str | None, _unless_blank(_oauth2_provider)] = None
+    oauth2AccessToken: Token = None
+    oauth2RefreshToken: Token = None
+
     maxEmailPerDay: Annotated[Count, _between(1, 100_000)] = None
     minDelayMinutes: Annotated[Count, _between(0, 1440)] = None
     warmupEnabled: Flag = None
@@ -240,7 +273,7 @@ class BulkRow(BaseModel):
 
     @model_validator(mode="after")
     def _complete(self, info: ValidationInfo) -> BulkRow:
-        errors: list[tuple[str, str]] = []
+        errors: list[tuple[str, str]] = self._oauth2()
         context = info.context or {}
         if self.needs_detection:
             if context.get("defer_detection"):
@@ -252,7 +285,7 @@ class BulkRow(BaseModel):
         elif self.smtpHost is None and self.emailServiceProvider not in PRESETS:
             errors.append(("smtpHost", "is required"))
         self._fill_from_preset()
-        if self.smtpPassword is None:
+        if self.smtpPassword is None and self.authType == AuthMethod.PASSWORD:
             errors.append(("smtpPassword", "is required"))
         if self.imapHost is None and self.tests_imap and not self._deferred:
             errors.append(("imapHost", "is required (unless smtpOnly is true)"))
@@ -272,6 +305,30 @@ class BulkRow(BaseModel):
         if errors:
             raise RowErrors(errors)
         return self
+
+    def _oauth2(self) -> list[tuple[str, str]]:
+        tokens = (self.oauth2AccessToken, self.oauth2RefreshToken)
+        if self.authType == AuthMethod.PASSWORD:
+            return [(name, "is only for authType oauth2")
+                    for name, value in (("oauth2AccessToken", tokens[0]),
+                                        ("oauth2RefreshToken", tokens[1]))
+                    if value is not None]
+        errors = []
+        if not any(tokens):
+            errors.append(("oauth2AccessToken", "is required for authType oauth2 (or "
+                                                "oauth2RefreshToken, or both)"))
+        if self.oauth2Provider is None:
+            self.oauth2Provider = OAUTH2_OF_PROVIDER.get(self.emailServiceProvider)
+        if self.oauth2Provider is None and self.oauth2RefreshToken is not None:
+            # The refresh goes to the team's OAuth app of this provider.
+            errors.append(("oauth2Provider", "is required with oauth2RefreshToken (google, "
+                                             "microsoft or custom)"))
+        preset = OAUTH2_PRESET.get(self.oauth2Provider or "")
+        if preset and self.smtpHost is None and self.emailServiceProvider == DEFAULT_PROVIDER:
+            # Google's and Microsoft's mailboxes live on their servers: no MX lookup needed.
+            self.emailServiceProvider = preset
+            self._filled += ("emailServiceProvider",)
+        return errors
 
     def _refused(self, policy: HostPolicy) -> list[tuple[str, str]]:
         # After presets and inferred ports are in: a filled-in host or port is checked too.
@@ -357,6 +414,10 @@ class AccountInput:
     # The provider (and so the servers) is still to be recognised from the domain's MX
     # records: a worker does it (complete_detected), so that intake does no network I/O.
     detect: bool = False
+    auth: AuthMethod = AuthMethod.PASSWORD
+    oauth2_provider: str | None = None
+    # An OAuth2 account's tokens (ACCESS_TOKEN, REFRESH_TOKEN, EXPIRES_AT): its credentials.
+    oauth2_tokens: dict[str, Secret] = field(default_factory=dict)
 
     def settings(self) -> dict[str, Any]:
         """Everything but the passwords, as stored on job rows."""
@@ -375,9 +436,21 @@ class AccountInput:
             settings[PROXY] = self.smtp.proxy.display  # the password is in secrets() only
         if self.detect:
             settings[DETECT] = True
+        if self.auth == AuthMethod.OAUTH2:
+            settings[AUTH] = self.auth.value
+            settings[OAUTH2_PROVIDER] = self.oauth2_provider
         return settings
 
+    def with_tokens(self, tokens: dict[str, Secret]) -> AccountInput:
+        """This OAuth2 account with refreshed tokens: its endpoints log in with the new
+        access token."""
+        access = tokens.get(ACCESS_TOKEN, Secret(""))
+        return replace(self, oauth2_tokens=tokens, smtp=replace(self.smtp, password=access),
+                       imap=self.imap and replace(self.imap, password=access))
+
     def secrets(self) -> dict[str, Secret]:
+        if self.auth == AuthMethod.OAUTH2:
+            return dict(self.oauth2_tokens)
         secrets = {"smtp": self.smtp.password}
         if self.imap:
             secrets["imap"] = self.imap.password
@@ -401,6 +474,21 @@ def _endpoint_settings(endpoint: Endpoint, email: str) -> dict[str, Any]:
 DETECT = "detectProvider"
 # The proxy's key: in settings its display form (no password), in the encrypted secrets its URL.
 PROXY = "proxy"
+
+# Settings keys of an OAuth2 account (absent: a password account).
+AUTH, OAUTH2_PROVIDER = "auth", "oauth2Provider"
+
+
+def is_oauth2(settings: dict[str, Any]) -> bool:
+    return settings.get(AUTH) == AuthMethod.OAUTH2
+
+
+def login_secret(settings: dict[str, Any], secrets: dict[str, Secret], protocol: str
+                 ) -> tuple[Secret, AuthMethod]:
+    """What a protocol logs in with: its password, or an OAuth2 account's access token."""
+    if is_oauth2(settings):
+        return secrets.get(ACCESS_TOKEN, Secret("")), AuthMethod.OAUTH2
+    return secrets[protocol], AuthMethod.PASSWORD
 
 
 def unrecognised_domain(domain: str, discovered: bool = False) -> tuple[str, str]:
@@ -477,6 +565,7 @@ def record_detected(settings: dict[str, Any], probe: AccountProbe) -> dict[str, 
 
 
 def endpoint_from_settings(settings: dict[str, Any], password: Secret,
+                           auth: AuthMethod = AuthMethod.PASSWORD,
                            proxy: Secret | None = None) -> Endpoint:
     """`proxy`: the account's stored proxy URL (secrets[PROXY]), if it has one."""
     return Endpoint(
@@ -485,6 +574,7 @@ def endpoint_from_settings(settings: dict[str, Any], password: Secret,
         encryption=Encryption(settings["encryption"]),
         username=settings["username"],
         password=password,
+        auth=auth,
         proxy=proxy_from_secret(proxy),
     )
 
@@ -515,10 +605,16 @@ def validate_row(raw: Any, mx: MxResolver | None = None, defer_detection: bool =
                                                    "policy": policy})
     except ValidationError as exc:
         return _field_errors(exc)
-    smtp_password = Secret(row.smtpPassword.get_secret_value())
-    imap_password = (
-        Secret(row.imapPassword.get_secret_value()) if row.imapPassword else smtp_password
-    )
+    tokens = {name: Secret(value.get_secret_value()) for name, value in
+              ((ACCESS_TOKEN, row.oauth2AccessToken), (REFRESH_TOKEN, row.oauth2RefreshToken))
+              if value is not None}
+    if row.authType == AuthMethod.OAUTH2:
+        smtp_password = imap_password = tokens.get(ACCESS_TOKEN, Secret(""))
+    else:
+        smtp_password = Secret(row.smtpPassword.get_secret_value())
+        imap_password = (
+            Secret(row.imapPassword.get_secret_value()) if row.imapPassword else smtp_password
+        )
     imap_email = row.imapEmailAddress or row.smtpEmailAddress
     from_name = row.fromName or " ".join(
         part for part in (row.fromFirstName, row.fromLastName) if part
@@ -530,16 +626,19 @@ def validate_row(raw: Any, mx: MxResolver | None = None, defer_detection: bool =
         from_last_name=row.fromLastName,
         from_name=from_name,
         smtp=Endpoint(row.smtpHost, row.smtpPort, row.smtpEncryption,
-                      row.smtpUserName or row.smtpEmailAddress, smtp_password,
+                      row.smtpUserName or row.smtpEmailAddress, smtp_password, row.authType,
                       proxy=row.proxyUrl),
         smtp_email=row.smtpEmailAddress,
         imap=Endpoint(row.imapHost, row.imapPort, row.imapEncryption,
-                      row.imapUserName or imap_email, imap_password,
+                      row.imapUserName or imap_email, imap_password, row.authType,
                       proxy=row.proxyUrl) if row.tests_imap else None,
         imap_email=imap_email if row.tests_imap else None,
         sending=_sending(row),
         filled=row._filled,
         detect=row._deferred,
+        auth=row.authType,
+        oauth2_provider=row.oauth2Provider,
+        oauth2_tokens=tokens if row.authType == AuthMethod.OAUTH2 else {},
     )
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from app.accounts.retest import stored_settings
 from app.accounts.saving import SENDING_COLUMNS
 from app.db import Database
-from app.importing.rows import BulkRow
+from app.importing.rows import AUTH, OAUTH2_PROVIDER, BulkRow
 from app.jobs.csvsafe import write_csv
 from app.jobs.intake import PASSWORD_FIELDS
 from app.models import EmailAccount
@@ -95,6 +95,9 @@ def _fields_from_settings(settings: dict[str, Any]) -> dict[str, Any]:
         "smtpPort": smtp.get("port"),
         "smtpEncryption": smtp.get("encryption"),
         "smtpOnly": imap is None and bool(smtp),
+        # An OAuth2 row stays one; its tokens are left blank like passwords.
+        "authType": settings.get(AUTH),
+        "oauth2Provider": settings.get(OAUTH2_PROVIDER),
         **(settings.get("sending") or {}),
     }
     if imap:

@@ -34,7 +34,8 @@ DUPLICATE_IN_REQUEST = "duplicate_in_request"
 INVALID_FIELDS = "invalid_fields"
 ACCOUNT_NOT_FOUND = "account_not_found"
 # Never kept in an invalid row's source: the failed-rows file leaves them for the user to fill.
-PASSWORD_FIELDS = frozenset({"smtpPassword", "imapPassword"})
+PASSWORD_FIELDS = frozenset({"smtpPassword", "imapPassword", "oauth2AccessToken",
+                             "oauth2RefreshToken"})
 
 
 @dataclass(frozen=True)

@@ -31,17 +31,25 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from app.accounts.autoconfig import Discoverer
 from app.accounts.detect import JobMxCache, MxResolver
-from app.accounts.retest import RetestTarget, load_retest_target, write_retest_result
+from app.accounts.retest import (
+    RetestTarget,
+    load_retest_target,
+    store_refreshed_tokens,
+    write_retest_result,
+)
 from app.accounts.saving import upsert_tested_account
 from app.clock import Clock
 from app.credentials import CredentialCipher, CredentialError
 from app.db import Database
 from app.importing.rows import (
     DETECT,
+    OAUTH2_PROVIDER,
     PROXY,
     FieldError,
     complete_detected,
     endpoint_from_settings,
+    is_oauth2,
+    login_secret,
     record_detected,
 )
 from app.jobs.hostgate import HostGate, HostLease
@@ -56,6 +64,7 @@ from app.models import (
     JobStatus,
     RowState,
 )
+from app.oauth.tokens import RefreshFailed, TokenRefresher, refresh_failure
 from app.probe import TRANSIENT_CODES
 from app.probe.model import AccountProbe, AccountProber, ErrorCode, ProtocolResult
 
@@ -137,10 +146,14 @@ class RetryPolicy:
         # Resolvers fail transiently, but a name that is gone stays gone: one more try.
         return min(self.attempts, 2) if code == ErrorCode.DNS_NOT_FOUND else self.attempts
 
-    def retry_delay(self, probe: AccountProbe, attempt: int) -> float | None:
-        """Seconds until the next attempt, or None when the verdict is final."""
+    def retry_delay(self, probe: AccountProbe, attempt: int, transient: bool = False
+                    ) -> float | None:
+        """Seconds until the next attempt, or None when the verdict is final. `transient`:
+        the failure is one to retry whatever its code (an unreachable OAuth token endpoint)."""
         failures = [r for r in (probe.smtp, probe.imap) if r.outcome == "failed"]
-        if not failures or any(attempt >= self.limit(r.error_code) for r in failures):
+        if not failures or any(
+                attempt >= (self.attempts if transient else self.limit(r.error_code))
+                for r in failures):
             return None
         ceiling = min(self.backoff_max_seconds, self.backoff_seconds * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)
@@ -297,6 +310,8 @@ _REVIVE_PARKED = (update(rows)
                          rows.c.wait_until <= bindparam("upto"))
                   .values(state=RowState.PENDING, wait_until=None))
 _STORE_SETTINGS = update(rows).where(*_MINE).values(settings=bindparam("settings"))
+_STORE_CREDENTIALS = update(rows).where(*_MINE).values(credentials=bindparam("credentials"))
+
 _ACCOUNT_EXISTS = select(accounts.c.id).where(accounts.c.id == bindparam("account_id"),
                                               accounts.c.team_id == bindparam("team_id"))
 _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
@@ -374,7 +389,9 @@ def probe_claimed(claim: ClaimedRow, cipher: CredentialCipher, prober: AccountPr
         return AccountProbe(smtp=failure, imap=failure, duration_ms=0)
     settings = claim.settings or {}
     endpoints = {
-        protocol: endpoint_from_settings(settings[protocol], secrets[protocol], secrets.get(PROXY))
+        protocol: endpoint_from_settings(settings[protocol],
+                                         *login_secret(settings, secrets, protocol),
+                                         proxy=secrets.get(PROXY))
         for protocol in ("smtp", "imap")
         if settings.get(protocol) and protocol not in claim.verified
     }
@@ -520,6 +537,21 @@ def keep_detected(db: Database, claim: ClaimedRow, probe: AccountProbe) -> Claim
     return replace(claim, settings=detected)
 
 
+def store_credentials(db: Database, claim: ClaimedRow, credentials: str) -> ClaimedRow | None:
+    """Keep refreshed OAuth tokens: on the job row (a connect), or on the account, fenced by
+    the settings version it read (a re-test). The claim carrying them, or None when the row is
+    no longer ours. A re-test whose account changed meanwhile still tests with them; its result
+    is fenced off the newer settings anyway."""
+    if claim.target is not None:
+        target = store_refreshed_tokens(db, claim.target, credentials)
+        return replace(claim, credentials=credentials, target=target)
+    with db.core_transaction() as connection:
+        if not connection.execute(_STORE_CREDENTIALS,
+                                  {**_mine(claim), "credentials": credentials}).rowcount:
+            return None
+    return replace(claim, credentials=credentials)
+
+
 def defer_row(db: Database, clock: Clock, claim: ClaimedRow, probe: AccountProbe,
               delay_seconds: float) -> bool:
     """Make the row wait delay_seconds for another attempt, keeping what this one learnt."""
@@ -551,6 +583,9 @@ class RowProcessor:
     # SRV and autoconfig for domains MX does not recognise (one cache per job); None: no
     # autodiscovery, such rows are invalid.
     discoverer_for_job: Callable[[str], Discoverer] | None = None
+    # Refreshes OAuth2 accounts' access tokens before their probe; None: tokens are used as
+    # they are stored.
+    tokens: TokenRefresher | None = None
 
     def process(self, row_id: int) -> RowOutcome | None:
         """Test this row, if it still needs it; None when it cannot be claimed."""
@@ -647,6 +682,10 @@ class RowProcessor:
             if not store_settings(self.db, claim, completed):
                 return RowOutcome(recorded=False, job_id=claim.job_id, row_id=claim.row_id)
             claim = replace(claim, settings=completed)
+        refreshed = self._refresh(claim)
+        if isinstance(refreshed, RowOutcome):
+            return refreshed
+        claim = refreshed
         lease, refused = self._acquire(claim)
         if lease is None:
             return refused
@@ -676,6 +715,32 @@ class RowProcessor:
         else:
             outcome = record_result(self.db, self.clock, claim, probe)
         return replace(outcome, woken=woken, freed=lease.hosts, runners=runners)
+
+    def _refresh(self, claim: ClaimedRow) -> ClaimedRow | RowOutcome:
+        """An OAuth2 row's claim with a fresh access token (stored before the probe, so a
+        rotated refresh token is never lost), or the outcome of failing to get one."""
+        settings = claim.settings or {}
+        if self.tokens is None or not is_oauth2(settings):
+            return claim
+        try:
+            tokens = self.cipher.decrypt(claim.credentials or "")
+        except CredentialError:
+            return claim  # probe_claimed reports it, as for a password row
+        try:
+            fresh = self.tokens.fresh(claim.team_id, settings.get(OAUTH2_PROVIDER), tokens)
+        except RefreshFailed as exc:
+            probe = refresh_failure(exc, bool(settings.get("imap")))
+            delay = self.policy.retry_delay(probe, claim.attempt, transient=exc.transient)
+            if delay is not None and defer_row(self.db, self.clock, claim, probe, delay):
+                return RowOutcome(recorded=False, job_id=claim.job_id, row_id=claim.row_id,
+                                  retry_in=delay)
+            return record_result(self.db, self.clock, claim, probe)
+        if fresh is None:
+            return claim
+        stored = store_credentials(self.db, claim, self.cipher.encrypt(fresh))
+        if stored is None:
+            return RowOutcome(recorded=False, job_id=claim.job_id, row_id=claim.row_id)
+        return stored
 
     def _acquire(self, claim: ClaimedRow) -> tuple[HostLease | None, RowOutcome]:
         """The row's host slots, or the outcome of setting it aside.

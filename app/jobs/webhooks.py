@@ -76,12 +76,22 @@ Post = Callable[[str, bytes, dict[str, str], float, Iterable[IPNetwork]], int]
 def post_json(url: str, body: bytes, headers: dict[str, str], timeout: float,
               allow: Iterable[IPNetwork] = ()) -> int:
     """POST under the outbound network policy; the answer's status code."""
+    return post_checked(url, body, headers, timeout, allow, truncate=True)[0]
+
+
+def post_checked(url: str, body: bytes, headers: dict[str, str], timeout: float,
+                 allow: Iterable[IPNetwork] = (), max_answer: int = 65536,
+                 truncate: bool = False) -> tuple[int, bytes]:
+    """POST under the outbound network policy (also what OAuth token requests use); the
+    answer's status code and up to `max_answer` bytes of its body. DeliveryError says why
+    nothing was answered, and whether trying again may help."""
     try:
-        return http_request("POST", url, body=body, headers=headers, timeout=timeout,
-                            allow=allow, truncate=True).status
+        answer = http_request("POST", url, body=body, headers=headers, timeout=timeout,
+                              allow=allow, max_bytes=max_answer, truncate=truncate)
     except OutboundError as exc:
         # A refused address stays refused; anything else (DNS, connection) may recover.
         raise DeliveryError(str(exc), retryable=not exc.blocked) from None
+    return answer.status, answer.body
 
 
 @dataclass(frozen=True)

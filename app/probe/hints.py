@@ -123,6 +123,11 @@ GENERIC_HINTS: dict[ErrorCode, str] = {
         "not connect onwards. Check the proxy's address, port, scheme (socks5, socks5h, http) "
         "and credentials, and that it is running and allows connections to mail ports."
     ),
+    E.OAUTH_REFRESH_FAILED: (
+        "The provider's token endpoint would not give a new access token: if it says "
+        "invalid_grant, consent was revoked or the refresh token expired, so reconnect the "
+        "mailbox with OAuth; otherwise check the team's OAuth app (mailconnect oauth-app set)."
+    ),
 }
 
 _GOOGLE_APP_ONLY = (

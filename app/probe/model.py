@@ -88,6 +88,7 @@ class ErrorCode(StrEnum):
     PROTOCOL_ERROR = "protocol_error"
     INTERNAL_ERROR = "internal_error"
     PROXY_FAILED = "proxy_failed"  # the account's proxy refused, failed or was unreachable
+    OAUTH_REFRESH_FAILED = "oauth_refresh_failed"
 
 
 # Verdicts that can change on their own when the same login is tried again later: a busy, slow

@@ -125,7 +125,7 @@ def connect_one():
     if isinstance(checked, list):
         raise _invalid(checked)
     result = connect_account(s.db, s.cipher, s.clock, s.prober, g.team_id, checked,
-                             dry_run=dry_run, slots=_slots())
+                             dry_run=dry_run, slots=_slots(), tokens=s.tokens)
     message = ("Email account tested; nothing was saved." if dry_run
                else "Email account connected." if result.probe.verified
                else "Email account saved, but its connection failed.")
@@ -185,7 +185,7 @@ def test(account_id: int):
     """
     s = _services()
     result = retest_account(s.db, s.cipher, s.clock, s.prober, g.team_id, account_id,
-                            slots=_slots())
+                            slots=_slots(), tokens=s.tokens)
     if result is None:
         raise _not_found(account_id)
     if result.written == RetestWrite.DELETED:
@@ -215,7 +215,7 @@ def change(account_id: int):
     try:
         updated = update_account(s.db, s.cipher, s.clock, s.prober, g.team_id, account_id,
                                  _json_object(), slots=_slots(),
-                                 policy=s.settings.host_policy)
+                                 policy=s.settings.host_policy, tokens=s.tokens)
     except InvalidChange as exc:
         raise _invalid(exc.errors) from None
     except ChangedConcurrently:

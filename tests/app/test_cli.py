@@ -173,3 +173,35 @@ def test_credentials_rotate(database_url, monkeypatch):
             in failed.stderr.splitlines())
     assert "3/3 checked, 0 re-encrypted, 2 already under the first key, 1 failed" in failed.stdout
     assert stray not in failed.output and "stray-pw" not in failed.output
+
+
+def test_oauth_app_set_stores_the_secret_encrypted(database_url, monkeypatch):
+    from app.config import load_settings
+    from app.credentials import CredentialCipher, Secret
+    from app.models import OAuthApp
+    from app.oauth.apps import load_oauth_app
+    from app.teams import team_id_by_name
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("CREDENTIALS_KEYS", CredentialCipher.generate_key())
+    runner = CliRunner()
+    _create(runner, "acme")
+    args = ["oauth-app", "set", "--team", "acme", "--provider", "microsoft",
+            "--client-id", "cid", "--client-secret", "very-secret-value", "--tenant", "contoso"]
+    done = runner.invoke(main, args)
+    assert done.exit_code == 0, done.output
+    assert "very-secret-value" not in done.output
+    db = Database(database_url)
+    with db.reading() as session:
+        assert "very-secret-value" not in session.scalar(select(OAuthApp.client_secret))
+    app = load_oauth_app(db, load_settings().credential_cipher(), team_id_by_name(db, "acme"),
+                         "microsoft")
+    assert app.client_secret == Secret("very-secret-value")
+    assert app.token_url == "https://login.microsoftonline.com/contoso/oauth2/v2.0/token"
+    bad = runner.invoke(main, ["oauth-app", "set", "--team", "acme", "--provider", "custom",
+                               "--client-id", "c", "--client-secret", "s"])
+    assert bad.exit_code != 0 and "token-url" in bad.output
+    # Set again: one app per team and provider, replaced.
+    assert runner.invoke(main, [*args[:-2], "--token-url", "https://t.test/t"]).exit_code == 0
+    with db.reading() as session:
+        assert session.scalars(select(OAuthApp.token_url)).all() == ["https://t.test/t"]

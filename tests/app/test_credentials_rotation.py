@@ -29,6 +29,7 @@ from app.importing.rows import validate_row
 from app.jobs.hostgate import OpenGate
 from app.jobs.intake import submit_job
 from app.models import ConnectJobRow, EmailAccount, RowState
+from app.oauth.apps import load_oauth_app, set_oauth_app
 from app.probe import Prober
 from app.probe.model import AccountProbe, ProtocolResult
 from app.teams import create_api_key, webhook_secret
@@ -132,11 +133,15 @@ def test_after_a_rotation_the_old_key_can_go_and_every_account_still_tests(
                      [mailbox(mail_server, "dave@example.test"),
                       mailbox(mail_server, "erin@example.test")], policy=settings.host_policy)
     signing_secret = webhook_secret(s.db, s.cipher, team).reveal()
+    set_oauth_app(s.db, s.cipher, s.clock, team, "google", "cid", Secret("app-secret"))
 
     summary = rotate_credentials(s.db, rotating, batch_size=2)
     assert summary.complete
     assert [(c.name, c.total, c.checked, c.rotated) for c in summary.columns] == [
-        ("webhook secrets", 1, 1, 1), ("job rows", 2, 2, 2), ("accounts", 3, 3, 3)]
+        ("webhook secrets", 1, 1, 1), ("OAuth app secrets", 1, 1, 1), ("job rows", 2, 2, 2),
+        ("accounts", 3, 3, 3)]
+    assert load_oauth_app(s.db, CredentialCipher([new_key]), team, "google").client_secret == \
+        Secret("app-secret")
 
     only_new = CredentialCipher([new_key])  # CREDENTIALS_KEYS=NEW: the old key is gone
     old_only = CredentialCipher([old_key])
@@ -202,7 +207,7 @@ def test_rows_finishing_between_batches_make_it_skip_no_other_row(services, team
                                 .values(state=RowState.DONE, credentials=None))
 
     summary = rotate_credentials(s.db, rotating, batch_size=2, on_batch=first_rows_finish)
-    job_rows = summary.columns[1]
+    job_rows = summary.columns[2]  # after the webhook and OAuth app secrets
     assert (job_rows.checked, job_rows.rotated) == (6, 6)
     only_new = CredentialCipher([new_key])
     tokens = job_row_tokens(s.db, job.job_id)
@@ -262,7 +267,7 @@ def test_a_delete_or_a_finished_row_mid_rotation_stays_so(services, team, rotati
     summary = rotate_credentials(s.db, cipher, batch_size=10)
 
     assert not cipher.meanwhile
-    job_rows, accounts = summary.columns[1:]
+    job_rows, accounts = summary.columns[2:]
     assert job_row_tokens(s.db, job.job_id)[finished] is None, "credentials written back"
     assert CredentialCipher([new_key]).is_current(job_row_tokens(s.db, job.job_id)[pending])
     assert get_account(s.db, team, deleted) is None

@@ -47,6 +47,9 @@ PASSWORDS = {
     "single connect": f"{CANARY}-single",
     "dry run echoed": f"{CANARY}-dry",
     "PATCHed in": f"{CANARY}-patched",
+    "oauth2 access token": f"{CANARY}-oauth-access",
+    "oauth2 refresh token": f"{CANARY}-oauth-refresh",
+    "oauth2 invalid row": f"{CANARY}-oauth-invalid",
 }
 USERS = {
     "good@leak.test": PASSWORDS["bulk good"],
@@ -56,7 +59,8 @@ USERS = {
 LOGIN = {"bulk good": "good@leak.test", "bulk wrong": "wrong@leak.test",
          "bulk invalid row": "invalid@leak.test", "bulk echoed": "echo@leak.test",
          "single connect": "single@leak.test", "dry run echoed": "dry@leak.test",
-         "PATCHed in": "wrong@leak.test"}
+         "PATCHed in": "wrong@leak.test", "oauth2 access token": "oauth@leak.test",
+         "oauth2 refresh token": "oauth@leak.test", "oauth2 invalid row": "oauthbad@leak.test"}
 # Servers that put what they were sent into their refusal, as some real servers do: the
 # service stores and reports the server's words, so they must be scrubbed first.
 ECHO_SMTP = {"AUTH": "535 5.7.8 Authentication failed for: {received}"}
@@ -135,6 +139,12 @@ def row(email: str, password: str, smtp: tuple[int, str], imap: tuple[int, str],
                     imapEncryption=imap[1], **extra)
 
 
+def oauth2_row(email: str, smtp: tuple[int, str], imap: tuple[int, str], **tokens) -> dict:
+    plain = row(email, "", smtp, imap)
+    del plain["smtpPassword"], plain["imapPassword"]
+    return {**plain, "authType": "oauth2", "oauth2Provider": "custom", **tokens}
+
+
 def single(email: str, password: str, smtp: tuple[int, str], imap: tuple[int, str],
            host: str = "localhost", test: bool = False) -> dict:
     def side(port_and_encryption: tuple[int, str]) -> dict:
@@ -157,9 +167,15 @@ def drive(api: RecordingClient, mail, echo_login, echo_plain) -> list[bytes]:
             (mail.imaps_port, "ssl")),
         row("echo@leak.test", PASSWORDS["bulk echoed"], (echo_login[0].port, "none"),
             (echo_login[1].port, "none")),
+        # An OAuth2 row whose access token the echoing servers send back, and an invalid one.
+        oauth2_row("oauth@leak.test", (echo_login[0].port, "none"), (echo_login[1].port, "none"),
+                   oauth2AccessToken=PASSWORDS["oauth2 access token"],
+                   oauth2RefreshToken=PASSWORDS["oauth2 refresh token"]),
+        oauth2_row("oauthbad@leak.test", (99999, "ssl"), (mail.imaps_port, "ssl"),
+                   oauth2RefreshToken=PASSWORDS["oauth2 invalid row"]),
     ])["payload"]["requestId"]
     status = api.wait(job)
-    assert (status["succeeded"], status["failed"], status["invalid"]) == (1, 2, 1), status
+    assert (status["succeeded"], status["failed"], status["invalid"]) == (1, 3, 2), status
     files = [api.fetch(status["reportURL"]), api.fetch(status["failedRowsURL"])]
     # The echoing servers' words reached the report (the search below checks they were
     # scrubbed).
@@ -179,7 +195,7 @@ def drive(api: RecordingClient, mail, echo_login, echo_plain) -> list[bytes]:
     # A retry re-tests the failed rows with their stored (still wrong) credentials.
     retry = api.call("POST", f"{accounts}/connect/{job}/retry", 202)["payload"]["requestId"]
     retried = api.wait(retry)
-    assert retried["failed"] == 2, retried
+    assert retried["failed"] == 3, retried
     files += [api.fetch(retried["reportURL"]), api.fetch(retried["failedRowsURL"])]
 
     ids = {a["email"]: a["id"] for a in api.call("GET", accounts, 200)["payload"]["accounts"]}
@@ -190,7 +206,7 @@ def drive(api: RecordingClient, mail, echo_login, echo_plain) -> list[bytes]:
     reconnect = api.call("POST", f"{accounts}/reconnect", 202,
                          json=sorted(ids.values()))["payload"]["requestId"]
     again = api.wait(reconnect)
-    assert (again["succeeded"], again["failed"]) == (3, 1), again
+    assert (again["succeeded"], again["failed"]) == (3, 2), again
     files += [api.fetch(again["reportURL"]), api.fetch(again["failedRowsURL"])]
     api.call("GET", f"{accounts}/{ids['echo@leak.test']}", 200)
     api.call("GET", f"{accounts}/connect/jobs", 200)

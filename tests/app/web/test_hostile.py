@@ -189,9 +189,11 @@ NOT_FLAG = st.one_of(st.integers(2, 10**6), st.integers(max_value=-1),
 
 
 def not_count(low: int, high: int) -> st.SearchStrategy[Any]:
+    # -0.0e-999999 is 0: a good count where 0 is allowed.
+    numbers = [n for n in RAW_NUMBERS if low > 0 or float(n) != 0]
     return st.one_of(st.integers(max_value=low - 1), st.integers(min_value=high + 1),
                      st.sampled_from(["lots", "1.5", "1e3"]), st.just(1.5),
-                     st.sampled_from([raw(n) for n in RAW_NUMBERS]))
+                     st.sampled_from([raw(n) for n in numbers]))
 
 
 def too_long_or_not_text(limit: int) -> st.SearchStrategy[Any]:
@@ -239,6 +241,13 @@ BAD_VALUES: dict[str, st.SearchStrategy[Any]] = {
                          "http://proxy.example.com:99999", "socks5://pro\x00xy.example.com:1080",
                          "http://proxy.example.com:8080/path?q=1"]),
         repeated(2049, 3000)),
+    "authType": st.one_of(st.integers(), st.booleans(), st.lists(JSON_SCALARS, min_size=1),
+                          st.sampled_from(["oauth3", "bearer", "o auth2", "pass\x00word"])),
+    "oauth2Provider": st.one_of(st.integers(), st.booleans(), st.lists(JSON_SCALARS, min_size=1),
+                                st.sampled_from(["yahoo", "gmail", "goo gle", "\x00"])),
+    **{f"oauth2{kind}Token": st.one_of(too_long_or_not_text(8192), st.just("tok\x00en"),
+                                       CONTROL.filter(lambda s: s.strip()))
+       for kind in ("Access", "Refresh")},
 }
 
 

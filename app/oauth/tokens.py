@@ -1,0 +1,137 @@
+"""The token endpoint client: a new access token from a refresh token, before a probe.
+
+An access token that is missing, or expires within REFRESH_MARGIN, is refreshed at the team's
+OAuth app's token endpoint (RFC 6749 section 6). The endpoint's refusal is final (the row is
+`oauth_refresh_failed`, its words scrubbed); its being unreachable is transient, retried like a
+mail server's connection errors. The request passes the outbound network policy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+from app.clock import Clock
+from app.credentials import CredentialCipher, CredentialError, Secret
+from app.db import Database
+from app.importing.rows import ACCESS_TOKEN, EXPIRES_AT, REFRESH_TOKEN
+from app.jobs.webhooks import DeliveryError, post_checked
+from app.oauth.apps import OAuthAppConfig, load_oauth_app
+from app.probe.model import AccountProbe, ErrorCode, IPNetwork, ProtocolResult
+from app.probe.scrub import Scrubber, one_line
+
+REFRESH_MARGIN = dt.timedelta(minutes=5)
+# Answers worth another try: the endpoint is down, overloaded or asks us to slow down.
+_RETRYABLE_STATUS = frozenset({408, 425, 429})
+
+PostForm = Callable[[str, bytes, dict[str, str], float, Iterable[IPNetwork]], tuple[int, bytes]]
+
+
+class RefreshFailed(Exception):
+    """No fresh access token. `transient`: the endpoint could not be reached (try again
+    later); otherwise it refused, or no app is registered, and only a person can fix it."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+def needs_refresh(tokens: dict[str, Secret], now: dt.datetime) -> bool:
+    if not tokens.get(ACCESS_TOKEN):
+        return True
+    expires = tokens.get(EXPIRES_AT)
+    # A token given without its expiry is used as it is: the mail server judges it.
+    return bool(expires) and dt.datetime.fromisoformat(expires.reveal()) - now <= REFRESH_MARGIN
+
+
+def request_refresh(app: OAuthAppConfig, refresh_token: Secret, now: dt.datetime,
+                    post: PostForm = post_checked, timeout: float = 10.0,
+                    allow: Iterable[IPNetwork] = ()) -> dict[str, Secret]:
+    """grant_type=refresh_token at the app's token endpoint: the new tokens (with the refresh
+    token only when the endpoint rotated it). RefreshFailed otherwise."""
+    body = urlencode({"grant_type": "refresh_token", "refresh_token": refresh_token.reveal(),
+                      "client_id": app.client_id,
+                      "client_secret": app.client_secret.reveal()}).encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded",
+               "Accept": "application/json", "User-Agent": "mailconnect-oauth"}
+    try:
+        status, answer = post(app.token_url, body, headers, timeout, allow)
+    except DeliveryError as exc:
+        raise RefreshFailed(f"token endpoint {app.token_url} unreachable: {exc}",
+                            transient=exc.retryable) from None
+    scrub = _scrubber(refresh_token, app.client_secret)
+    try:
+        data = json.loads(answer)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        data = {}
+    if status >= 500 or status in _RETRYABLE_STATUS:
+        raise RefreshFailed(f"token endpoint answered HTTP {status}", transient=True)
+    access = data.get("access_token")
+    if status != 200 or not isinstance(access, str) or not access:
+        words = ": ".join(str(data[k]) for k in ("error", "error_description") if data.get(k))
+        raise RefreshFailed(scrub(f"token endpoint refused the refresh (HTTP {status})"
+                                  + (f": {words}" if words else "")))
+    tokens = {ACCESS_TOKEN: Secret(access)}
+    if isinstance(data.get("refresh_token"), str) and data["refresh_token"]:
+        tokens[REFRESH_TOKEN] = Secret(data["refresh_token"])
+    expires_in = data.get("expires_in")
+    if isinstance(expires_in, int | float | str) and str(expires_in).isdigit():
+        tokens[EXPIRES_AT] = Secret((now + dt.timedelta(seconds=int(expires_in))).isoformat())
+    return tokens
+
+
+def _scrubber(*secrets: Secret) -> Callable[[str], str]:
+    scrubbers = [Scrubber("", s) for s in secrets]
+
+    def clean(text: str) -> str:
+        for scrubber in scrubbers:
+            text = scrubber.scrub(text)
+        return one_line(text)
+    return clean
+
+
+@dataclass(frozen=True)
+class TokenRefresher:
+    """Refreshes an OAuth2 account's tokens when they are due, with its team's app."""
+
+    db: Database
+    cipher: CredentialCipher
+    clock: Clock
+    timeout_seconds: float = 10.0
+    allow_networks: tuple[IPNetwork, ...] = ()
+    post: PostForm = field(default=post_checked)
+
+    def fresh(self, team_id: int, provider: str | None, tokens: dict[str, Secret]
+              ) -> dict[str, Secret] | None:
+        """The account's tokens after a refresh, or None when none was due.
+        RefreshFailed when one was due and could not be had."""
+        now = self.clock.now()
+        if not needs_refresh(tokens, now):
+            return None
+        refresh_token = tokens.get(REFRESH_TOKEN)
+        if not refresh_token:
+            raise RefreshFailed("the access token is missing or expired and there is no "
+                                "refresh token: reconnect the mailbox")
+        try:
+            app = load_oauth_app(self.db, self.cipher, team_id, provider or "custom")
+        except CredentialError as exc:
+            raise RefreshFailed(f"the team's OAuth app secret cannot be read: {exc}") from None
+        if app is None:
+            raise RefreshFailed(f"no OAuth app is registered for this team and provider "
+                                f"{provider or 'custom'} (mailconnect oauth-app set)")
+        new = request_refresh(app, refresh_token, now, self.post, self.timeout_seconds,
+                              self.allow_networks)
+        kept = {k: v for k, v in tokens.items() if k != EXPIRES_AT}
+        return {**kept, **new}
+
+
+def refresh_failure(exc: RefreshFailed, tests_imap: bool) -> AccountProbe:
+    """The verdict of an account whose token could not be refreshed: nothing was tested."""
+    failure = ProtocolResult("failed", ErrorCode.OAUTH_REFRESH_FAILED, str(exc), attempts=0)
+    return AccountProbe(smtp=failure, imap=failure if tests_imap else ProtocolResult.skipped(),
+                        duration_ms=0)
