@@ -450,10 +450,11 @@ class AccountInput:
 
     def secrets(self) -> dict[str, Secret]:
         if self.auth == AuthMethod.OAUTH2:
-            return dict(self.oauth2_tokens)
-        secrets = {"smtp": self.smtp.password}
-        if self.imap:
-            secrets["imap"] = self.imap.password
+            secrets = dict(self.oauth2_tokens)
+        else:
+            secrets = {"smtp": self.smtp.password}
+            if self.imap:
+                secrets["imap"] = self.imap.password
         if self.smtp.proxy is not None:
             secrets[PROXY] = self.smtp.proxy.secret_url()
         return secrets

@@ -38,7 +38,7 @@ def test_stored_encrypted_and_read_back_as_the_same_proxy():
     assert "Prx-Secret-77" not in token
     secrets = cipher.decrypt(token)
     endpoint = endpoint_from_settings(account.settings()["smtp"], secrets["smtp"],
-                                      secrets.get(PROXY))
+                                      proxy=secrets.get(PROXY))
     assert endpoint.proxy == account.smtp.proxy
 
 

@@ -80,12 +80,13 @@ def test_matrix_is_well_formed() -> None:
 
 
 def test_matrix_names_every_verdict_a_server_can_cause() -> None:
-    # The three left out are decided before any mail server is involved, and tested where they
+    # The four left out are decided before any mail server is involved, and tested where they
     # are made: host_blocked in test_network.py, internal_error in test_prober.py,
-    # proxy_failed in test_proxy.py (through real proxies).
+    # proxy_failed in test_proxy.py (through real proxies), oauth_refresh_failed in
+    # tests/app/oauth (against a local token endpoint).
     expected = {scenario.expected for scenario in SCENARIOS}
     missing = set(ErrorCode) - expected - {ErrorCode.HOST_BLOCKED, ErrorCode.INTERNAL_ERROR,
-                                           ErrorCode.PROXY_FAILED}
+                                           ErrorCode.PROXY_FAILED, ErrorCode.OAUTH_REFRESH_FAILED}
     assert not missing
     assert None in expected  # and success, too
 
