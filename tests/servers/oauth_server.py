@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +26,9 @@ class OAuthServer:
     requests: int = 0
     status_override: int | None = None  # answer every request with this status (an outage)
     url: str = ""
+    # Issues the access token for a mailbox: e.g. the Dovecot test server's introspection
+    # registry, so that the mail server accepts what this endpoint hands out.
+    mint: Callable[[str], str] | None = None
 
     def grant(self, email: str) -> str:
         """A refresh token for this mailbox, as a consent would give."""
@@ -50,7 +53,7 @@ class OAuthServer:
             return 400, {"error": "invalid_grant", "error_description":
                          f"AADSTS70000: the refresh token {form.get('refresh_token')} was "
                          "revoked or consent was withdrawn"}
-        access = "at-" + secrets.token_urlsafe(16)
+        access = self.mint(email) if self.mint else "at-" + secrets.token_urlsafe(16)
         self.issued.append(access)
         body = {"access_token": access, "token_type": "Bearer", "expires_in": self.expires_in}
         if self.rotate:

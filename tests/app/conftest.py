@@ -1,4 +1,4 @@
-"""What the web tests share: services that test logins for real, and the api_key's team."""
+"""What the app tests share: services that test logins for real, and the api_key's team."""
 
 import pytest
 
