@@ -95,6 +95,10 @@ def callback():
     except RefreshFailed as exc:
         log.warning("OAuth consent of team %s: %s", pending.team_id, exc)  # scrubbed
         return back(error="token_exchange_failed")
+    if pending.email and claimed_email and pending.email.lower() != claimed_email.lower():
+        # The person consented as another mailbox than the one asked for: its tokens would be
+        # saved under the wrong address.
+        return back(error="email_mismatch")
     email = pending.email or claimed_email
     if not email:
         return back(error="email_unknown")

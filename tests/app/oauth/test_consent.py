@@ -79,7 +79,8 @@ def test_start_refuses_bad_requests_by_name(client, api_key, oauth):
 
 
 def consent(client, api_key, server, email=EMAIL, **body) -> tuple[str, str]:
-    """Play the browser: open authorizeUrl, consent, get the code; the state and code."""
+    """Play the browser: open authorizeUrl, consent as `email`, get the code; the state and
+    code. `email` is not sent to start: the id_token names the mailbox."""
     started = start(client, api_key, **body).json["payload"]
     return started["state"], server.authorize(started["authorizeUrl"], email)
 
@@ -154,6 +155,11 @@ def test_wrong_verifier_or_declined_consent_redirect_with_an_error(client, api_k
     refused = client.get("/oauth/callback", query_string={"code": code, "state": state})
     assert refused.status_code == 302
     assert query(refused.headers["Location"])["error"] == "token_exchange_failed"
+
+    asked = start(client, api_key, email=EMAIL).json["payload"]
+    state, code = asked["state"], oauth.authorize(asked["authorizeUrl"], "someone.else@gmail.com")
+    mismatch = client.get("/oauth/callback", query_string={"code": code, "state": state})
+    assert query(mismatch.headers["Location"])["error"] == "email_mismatch"
 
     state = start(client, api_key, email=EMAIL).json["payload"]["state"]
     declined = client.get("/oauth/callback",
