@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     rate_limit_manage: str = Field(default="600/minute", alias="RATE_LIMIT_MANAGE")
 
     port: int = Field(default=8000, ge=1, le=65535, alias="PORT")
+    # Where providers send the browser back after consent (registered with each OAuth app);
+    # empty: http://127.0.0.1:$PORT/oauth/callback.
+    oauth_callback_url: str = Field(default="", alias="OAUTH_CALLBACK_URL")
+    # Scopes asked of a custom provider's consent screen.
+    oauth_custom_scope: str = Field(default="openid email", alias="OAUTH_CUSTOM_SCOPE")
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")
 
     @field_validator("probe_allow_networks")
@@ -212,6 +217,11 @@ class Settings(BaseSettings):
         """Banned hosts and allowed ports: for validating rows, and for the probe."""
         return HostPolicy(banned_hosts=parse_banned_hosts(self.probe_banned_hosts),
                           allowed_ports=parse_ports(self.probe_allowed_ports))
+
+    @property
+    def oauth_callback(self) -> str:
+        """This service's OAuth2 callback URL, as providers must be told it."""
+        return self.oauth_callback_url or f"http://127.0.0.1:{self.port}/oauth/callback"
 
     @property
     def rate_limits(self) -> dict[str, str]:

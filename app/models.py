@@ -95,6 +95,25 @@ class OAuthApp(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
+class OAuthConsent(Base):
+    """A browser consent under way: the state a callback must bring back, once, in time."""
+
+    __tablename__ = "oauth_consents"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # SHA-256 of the state: the table alone cannot be replayed at the callback.
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    email: Mapped[str | None] = mapped_column(String(320))
+    redirect_url: Mapped[str] = mapped_column(Text)
+    server: Mapped[dict | None] = mapped_column(JSON)  # the row's server fields, no secret
+    code_verifier: Mapped[str] = mapped_column(Text)  # a CredentialCipher token
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
 class EmailAccount(Base):
     __tablename__ = "email_accounts"
     __table_args__ = (UniqueConstraint("team_id", "email", name="uq_email_accounts_team_email"),)

@@ -52,8 +52,20 @@ def request_refresh(app: OAuthAppConfig, refresh_token: Secret, now: dt.datetime
                     allow: Iterable[IPNetwork] = ()) -> dict[str, Secret]:
     """grant_type=refresh_token at the app's token endpoint: the new tokens (with the refresh
     token only when the endpoint rotated it). RefreshFailed otherwise."""
-    body = urlencode({"grant_type": "refresh_token", "refresh_token": refresh_token.reveal(),
-                      "client_id": app.client_id,
+    tokens, _answer = request_tokens(app, "refresh_token", {"refresh_token": refresh_token},
+                                     now, "refresh", post, timeout, allow)
+    return tokens
+
+
+def request_tokens(app: OAuthAppConfig, grant_type: str, grant: dict[str, Secret],
+                   now: dt.datetime, what: str, post: PostForm = post_checked,
+                   timeout: float = 10.0, allow: Iterable[IPNetwork] = ()
+                   ) -> tuple[dict[str, Secret], dict]:
+    """One grant at the app's token endpoint (`what` names it in errors): its tokens, and the
+    whole JSON answer (for claims such as an id_token). RefreshFailed otherwise, with every
+    secret of the grant scrubbed from the endpoint's words."""
+    form = {name: value.reveal() for name, value in grant.items()}
+    body = urlencode({"grant_type": grant_type, **form, "client_id": app.client_id,
                       "client_secret": app.client_secret.reveal()}).encode()
     headers = {"Content-Type": "application/x-www-form-urlencoded",
                "Accept": "application/json", "User-Agent": "mailconnect-oauth"}
@@ -62,7 +74,7 @@ def request_refresh(app: OAuthAppConfig, refresh_token: Secret, now: dt.datetime
     except DeliveryError as exc:
         raise RefreshFailed(f"token endpoint {app.token_url} unreachable: {exc}",
                             transient=exc.retryable) from None
-    scrub = _scrubber(refresh_token, app.client_secret)
+    scrub = _scrubber(*grant.values(), app.client_secret)
     try:
         data = json.loads(answer)
     except ValueError:
@@ -74,7 +86,7 @@ def request_refresh(app: OAuthAppConfig, refresh_token: Secret, now: dt.datetime
     access = data.get("access_token")
     if status != 200 or not isinstance(access, str) or not access:
         words = ": ".join(str(data[k]) for k in ("error", "error_description") if data.get(k))
-        raise RefreshFailed(scrub(f"token endpoint refused the refresh (HTTP {status})"
+        raise RefreshFailed(scrub(f"token endpoint refused the {what} (HTTP {status})"
                                   + (f": {words}" if words else "")))
     tokens = {ACCESS_TOKEN: Secret(access)}
     if isinstance(data.get("refresh_token"), str) and data["refresh_token"]:
@@ -82,7 +94,7 @@ def request_refresh(app: OAuthAppConfig, refresh_token: Secret, now: dt.datetime
     expires_in = data.get("expires_in")
     if isinstance(expires_in, int | float | str) and str(expires_in).isdigit():
         tokens[EXPIRES_AT] = Secret((now + dt.timedelta(seconds=int(expires_in))).isoformat())
-    return tokens
+    return tokens, data
 
 
 def _scrubber(*secrets: Secret) -> Callable[[str], str]:

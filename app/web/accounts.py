@@ -45,13 +45,15 @@ def _services() -> Services:
     return current_app.extensions["mailconnect"]
 
 
-def _slots() -> HostSlots:
-    """The job runners' per-host slots, waited for up to one probe deadline."""
+def _slots(team_id: int | None = None) -> HostSlots:
+    """The job runners' per-host slots, waited for up to one probe deadline; counted against
+    the caller's team unless `team_id` names another (the OAuth callback has no caller)."""
     s = _services()
     queue = current_app.extensions["mailconnect.queue"]
     return HostSlots(s.gate, s.settings.probe_timeout_seconds,
                      on_woken=getattr(queue, "wake_rows", None),
-                     team_id=g.team_id, quota=s.login_quota)
+                     team_id=g.team_id if team_id is None else team_id,
+                     quota=s.login_quota)
 
 
 @blueprint.errorhandler(HostBusy)
