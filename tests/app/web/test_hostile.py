@@ -88,7 +88,7 @@ def snapshot(db) -> dict[str, Any]:
     with db.engine.connect() as connection:
         counts = {table: connection.execute(text(f"SELECT count(*) FROM {table}")).scalar()
                   for table in ("email_accounts", "connect_jobs", "connect_job_rows",
-                                "idempotency_keys", "job_error_counts")}
+                                "idempotency_keys", "job_error_counts", "oauth_consents")}
         accounts = [tuple(row) for row in connection.execute(
             text("SELECT * FROM email_accounts ORDER BY id"))]
         jobs = [tuple(row) for row in connection.execute(
@@ -555,6 +555,48 @@ def test_single_connect_corpus(target):
         corrupted().map(lambda pair: Request("POST", path, json_type, dumps(pair[0]))),
         required.map(lambda row: Request("POST", path, json_type, dumps(row))),
         NOT_FLAG.map(lambda v: Request("POST", path, json_type, dumps({**bulk_row(), "test": v}))),
+    ))
+
+
+def test_oauth_start_corpus(target):
+    path = f"{BASE}/oauth/start"
+    json_type = {"Content-Type": "application/json"}
+    good = {"provider": "google", "email": "ann@example.com",
+            "redirectUrl": "https://app.example.com/connected"}
+    bad_fields = st.one_of(
+        st.sampled_from(["provider", "redirectUrl"]).map(
+            lambda name: {k: v for k, v in good.items() if k != name}),
+        st.one_of(st.sampled_from(["yahoo", "", "GOOGLE ", "goo\x00gle"]), st.integers(),
+                  st.lists(JSON_SCALARS, min_size=1)).map(lambda v: {**good, "provider": v}),
+        st.one_of(st.sampled_from(["", "ftp://x.com", "javascript:alert(1)", "http://",
+                                   "https://a b.com/", "http://x.com/\x00",
+                                   "https://" + "a" * 5000 + ".com"]),
+                  st.integers()).map(lambda v: {**good, "redirectUrl": v}),
+        NOT_EMAIL.map(lambda v: {**good, "email": v}),
+        st.sampled_from(["smtpHost", "smtpPort", "imapPort", "smtpEncryption"]).flatmap(
+            lambda name: BAD_VALUES[name].map(lambda v, name=name: {**good, name: v})),
+        st.just(good),  # well-formed, but the team has no google app: 422 naming provider
+    )
+    not_object = st.one_of(JSON_SCALARS, st.lists(JSON_VALUES, max_size=3))
+    run_corpus(target, "POST /oauth/start", st.one_of(
+        auth_failures("POST", path),
+        body_failures("POST", path, not_object),
+        bad_fields.map(lambda body: Request("POST", path, json_type, dumps(body))),
+    ))
+
+
+def test_oauth_callback_corpus(target):
+    path = "/oauth/callback"
+    text = st.one_of(st.text(max_size=60), st.sampled_from(["", "\x00", "s" * 5000, "%00"]))
+    run_corpus(target, "GET /oauth/callback", st.one_of(
+        st.tuples(text, text).map(
+            lambda pair: Request("GET", path, query={"code": pair[0], "state": pair[1]},
+                                 auth=False)),
+        text.map(lambda state: Request("GET", path, query={"state": state, "error":
+                                                           "access_denied"}, auth=False)),
+        st.just(Request("GET", path, auth=False)),
+        st.sampled_from(["POST", "PUT", "DELETE"]).map(
+            lambda m: Request(m, path, query={"state": "x", "code": "y"}, auth=False)),
     ))
 
 
