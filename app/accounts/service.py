@@ -100,6 +100,18 @@ def connect_account(db: Database, cipher: CredentialCipher, clock: Clock, prober
     return ConnectResult(account_id, account.email, account.provider, probe)
 
 
+def save_untested(db: Database, cipher: CredentialCipher, clock: Clock, team_id: int,
+                  account: AccountInput) -> int:
+    """Save the account's settings and secrets with no test (both protocols `skipped`, status
+    0): for credentials that cannot be asked for again, such as a spent OAuth consent, when no
+    test can run now. A /test later tests them."""
+    untested = AccountProbe(smtp=ProtocolResult.skipped(), imap=ProtocolResult.skipped(),
+                            duration_ms=0)
+    with db.core_transaction() as connection:
+        return upsert_tested_account(connection, team_id, account.settings(),
+                                     cipher.encrypt(account.secrets()), untested, clock.now())
+
+
 def retest_account(db: Database, cipher: CredentialCipher, clock: Clock, prober: AccountProber,
                    team_id: int, account_id: int, *, slots: HostSlots,
                    tokens: TokenRefresher | None = None) -> ConnectResult | None:

@@ -7,7 +7,7 @@ import logging
 
 from flask import Blueprint, current_app, g, jsonify, redirect, request
 
-from app.accounts.service import connect_account
+from app.accounts.service import connect_account, save_untested
 from app.accounts.slots import HostBusy
 from app.credentials import CredentialError, Secret
 from app.importing.rows import validate_row
@@ -107,12 +107,14 @@ def callback():
     if isinstance(checked, list):
         return back(error="invalid_account",
                     fields=",".join(sorted({e.field for e in checked})))
+    account = checked.with_tokens(tokens)
     try:
-        result = connect_account(s.db, s.cipher, s.clock, s.prober, pending.team_id,
-                                 checked.with_tokens(tokens), slots=_slots(pending.team_id),
-                                 tokens=s.tokens)
-    except HostBusy:
-        return back(error="host_busy")
-    except QuotaExceeded:
-        return back(error=TEAM_LOGIN_QUOTA)
+        result = connect_account(s.db, s.cipher, s.clock, s.prober, pending.team_id, account,
+                                 slots=_slots(pending.team_id), tokens=s.tokens)
+    except (HostBusy, QuotaExceeded) as exc:
+        # The consent is spent and cannot be replayed: keep its tokens on an untested account,
+        # so a /test later needs no new consent.
+        account_id = save_untested(s.db, s.cipher, s.clock, pending.team_id, account)
+        return back(accountId=str(account_id), status="0",
+                    error="host_busy" if isinstance(exc, HostBusy) else TEAM_LOGIN_QUOTA)
     return back(accountId=str(result.account_id), status=str(int(result.probe.verified)))

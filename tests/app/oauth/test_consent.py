@@ -186,3 +186,28 @@ def test_consent_to_a_real_xoauth2_login(client, api_key, real_services, team, m
     shown = client.get(f"/v1/email-accounts/{params['accountId']}",
                        headers={"x-api-key": api_key}).json["payload"]
     assert shown["email"] == email
+
+
+@pytest.mark.parametrize("refusal", ["host_busy", "team_login_quota"])
+def test_a_consent_that_cannot_be_tested_now_is_kept_untested(client, api_key, oauth, services,
+                                                              monkeypatch, refusal):
+    """The code is spent once exchanged: its tokens are saved, untested, never dropped."""
+    from app.accounts.slots import HostBusy
+    from app.jobs.loginquota import QuotaExceeded
+    from app.web import oauth as oauth_web
+
+    def cannot_test(*_args, **_kwargs):
+        if refusal == "host_busy":
+            raise HostBusy(["smtp.gmail.com"], 5)
+        raise QuotaExceeded(60.0)
+
+    monkeypatch.setattr(oauth_web, "connect_account", cannot_test)
+    state, code = consent(client, api_key, oauth)
+    params = query(client.get("/oauth/callback",
+                              query_string={"code": code, "state": state}).headers["Location"])
+    assert params["error"] == refusal and params["status"] == "0"
+    with services.db.reading() as session:
+        account = session.scalar(select(EmailAccount))
+    assert str(account.id) == params["accountId"] and account.status == 0
+    assert account.smtp_result == "skipped"
+    assert services.cipher.decrypt(account.credentials)[ACCESS_TOKEN] == Secret(oauth.issued[0])
