@@ -14,6 +14,7 @@ from app.clock import Clock
 from app.db import Database
 from app.jobs.idempotency import delete_expired_keys
 from app.models import TERMINAL_JOB_STATES, ConnectJob, ConnectJobRow
+from app.oauth.consent import delete_expired_consents
 from app.storage import ReportStore
 
 log = logging.getLogger(__name__)
@@ -25,12 +26,13 @@ rows = ConnectJobRow.__table__
 class Retention:
     jobs_expired: int
     keys_deleted: int
+    consents_deleted: int = 0
 
 
 def apply_retention(db: Database, clock: Clock, store: ReportStore, retention_days: float,
                     batch: int = 100, max_batches: int = 10) -> Retention:
     """Expire old jobs' files, at most batch * max_batches jobs per call (the sweep stays
-    short), and forget idempotency keys older than 24 hours."""
+    short), and forget idempotency keys older than 24 hours and expired OAuth consents."""
     expired = 0
     for _ in range(max_batches):
         done = _expire_batch(db, clock, store, retention_days, batch)
@@ -38,10 +40,11 @@ def apply_retention(db: Database, clock: Clock, store: ReportStore, retention_da
         if done < batch:
             break
     keys = delete_expired_keys(db, clock)
-    if expired or keys:
-        log.info("retention: files of %d jobs deleted, %d idempotency keys forgotten",
-                 expired, keys)
-    return Retention(jobs_expired=expired, keys_deleted=keys)
+    consents = delete_expired_consents(db, clock)
+    if expired or keys or consents:
+        log.info("retention: files of %d jobs deleted, %d idempotency keys and %d expired "
+                 "OAuth consents forgotten", expired, keys, consents)
+    return Retention(jobs_expired=expired, keys_deleted=keys, consents_deleted=consents)
 
 
 def _expire_batch(db: Database, clock: Clock, store: ReportStore, retention_days: float,

@@ -211,3 +211,17 @@ def test_a_consent_that_cannot_be_tested_now_is_kept_untested(client, api_key, o
     assert str(account.id) == params["accountId"] and account.status == 0
     assert account.smtp_result == "skipped"
     assert services.cipher.decrypt(account.credentials)[ACCESS_TOKEN] == Secret(oauth.issued[0])
+
+
+def test_retention_forgets_expired_consents_only(client, api_key, oauth, services):
+    from app.jobs.retention import apply_retention
+
+    start(client, api_key, email=EMAIL)  # live
+    start(client, api_key, email="old@gmail.com")
+    with services.db.transaction() as session:
+        session.execute(update(OAuthConsent).where(OAuthConsent.email == "old@gmail.com")
+                        .values(expires_at=services.clock.now() - dt.timedelta(seconds=1)))
+    result = apply_retention(services.db, services.clock, services.store, 7)
+    assert result.consents_deleted == 1
+    with services.db.reading() as session:
+        assert session.scalars(select(OAuthConsent.email)).all() == [EMAIL]
