@@ -8,7 +8,18 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, DateTime, Engine, create_engine, event
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Connection,
+    DateTime,
+    Engine,
+    Table,
+    create_engine,
+    delete,
+    event,
+    select,
+)
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -117,3 +128,20 @@ class Database:
     def dispose(self) -> None:
         """Drop pooled connections, e.g. in a freshly forked worker process."""
         self.engine.dispose(close=False)
+
+
+def delete_in_batches(db: Database, table: Table, condition: ColumnElement[bool],
+                      batch: int = 1000) -> int:
+    """Delete the rows of `table` (integer `id`) that meet `condition`, a short transaction per
+    batch so that a large purge never holds a long write lock; returns how many went."""
+    ids_column: Column = table.c.id
+    removed = 0
+    while True:
+        with db.transaction() as session:
+            ids = list(session.scalars(select(ids_column).where(condition)
+                                       .order_by(ids_column).limit(batch)))
+            if ids:
+                session.execute(delete(table).where(ids_column.in_(ids)))
+        removed += len(ids)
+        if len(ids) < batch:
+            return removed

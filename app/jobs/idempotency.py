@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.clock import Clock
-from app.db import Database
+from app.db import Database, delete_in_batches
 from app.models import IdempotencyKey
 
 MAX_KEY_LENGTH = 255
@@ -84,14 +84,4 @@ def remember_key(session: Session, now: dt.datetime, team_id: int, request_key: 
 
 def delete_expired_keys(db: Database, clock: Clock, batch: int = 1000) -> int:
     """Forget keys older than 24 hours, a batch at a time; returns how many went."""
-    cutoff = clock.now() - KEY_TTL
-    removed = 0
-    while True:
-        with db.transaction() as session:
-            ids = list(session.scalars(select(keys.c.id).where(keys.c.created_at < cutoff)
-                                       .order_by(keys.c.id).limit(batch)))
-            if ids:
-                session.execute(delete(keys).where(keys.c.id.in_(ids)))
-        removed += len(ids)
-        if len(ids) < batch:
-            return removed
+    return delete_in_batches(db, keys, keys.c.created_at < clock.now() - KEY_TTL, batch)

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import insert, select, update
 
 from app.clock import Clock
 from app.credentials import CredentialCipher, Secret
-from app.db import Database
+from app.db import Database, delete_in_batches
 from app.importing.rows import (
     ACCESS_TOKEN,
     OAUTH2_PROVIDERS,
@@ -224,14 +224,4 @@ def delete_expired_consents(db: Database, clock: Clock, batch: int = 1000) -> in
     """Forget consents past their expiry, used or not (a state is good for 10 minutes at
     most), a batch at a time; returns how many went."""
     consents = OAuthConsent.__table__
-    removed = 0
-    while True:
-        with db.transaction() as session:
-            ids = list(session.scalars(
-                select(consents.c.id).where(consents.c.expires_at < clock.now())
-                .order_by(consents.c.id).limit(batch)))
-            if ids:
-                session.execute(delete(consents).where(consents.c.id.in_(ids)))
-        removed += len(ids)
-        if len(ids) < batch:
-            return removed
+    return delete_in_batches(db, consents, consents.c.expires_at < clock.now(), batch)
