@@ -13,7 +13,7 @@ from app.accounts.detect import JobMxCache
 from app.config import load_settings
 from app.jobs.runner import ROWS_PER_RUNNER, RetryPolicy, RowProcessor
 from app.services import Services, build_services
-from workers.queue import CeleryJobQueue
+from workers.publisher import CeleryJobQueue
 
 
 @dataclass

@@ -18,8 +18,8 @@ from app.probe.sasl import (
     pick_oauth_mechanism,
     plain_response,
 )
-from app.probe.session import Session
-from app.probe.streams import Connection
+from app.probe.session import ProbeSession
+from app.probe.streams import MailStream
 
 _LITERAL_END = re.compile(rb"\{(\d{1,9})\+?\}$")
 _CAPABILITY_CODE = re.compile(r"\[CAPABILITY ([^\]]*)\]", re.IGNORECASE)
@@ -47,7 +47,7 @@ def _quoted(value: str) -> bytes:
 
 
 class ImapClient:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: ProbeSession) -> None:
         self.session = session
         self.capabilities: set[str] | None = None
         self.bye: str | None = None
@@ -56,7 +56,7 @@ class ImapClient:
         self._tag = 0
 
     @property
-    def conn(self) -> Connection:
+    def conn(self) -> MailStream:
         return self.session.conn
 
     def next_tag(self) -> str:
@@ -318,7 +318,7 @@ class ImapClient:
         await self.send(self.next_tag(), b"LOGOUT")
 
 
-async def run_imap(session: Session) -> None:
+async def run_imap(session: ProbeSession) -> None:
     """Log in over an open connection; return on success, raise ProbeError otherwise."""
     client = ImapClient(session)
     preauth = await client.greeting()

@@ -27,12 +27,12 @@ from app.probe.model import (
 )
 from app.probe.network import Resolver, SystemResolver
 from app.probe.scrub import Scrubber
-from app.probe.session import Session, is_plaintext_reply
+from app.probe.session import ProbeSession, is_plaintext_reply
 from app.probe.smtp import run_smtp
 
 log = logging.getLogger(__name__)
 
-Dialogue = Callable[[Session], Awaitable[None]]
+Dialogue = Callable[[ProbeSession], Awaitable[None]]
 _DIALOGUES: dict[MailProtocol, Dialogue] = {
     MailProtocol.SMTP: run_smtp,
     MailProtocol.IMAP: run_imap,
@@ -112,7 +112,7 @@ class Prober:
     async def _dialogue(
         self, protocol: MailProtocol, endpoint: Endpoint
     ) -> tuple[ErrorCode | None, str, Encryption | None]:
-        session = Session(endpoint, self.settings, self.ssl_context)
+        session = ProbeSession(endpoint, self.settings, self.ssl_context)
         try:
             code, message = await self._run(protocol, session)
             if code == ErrorCode.STARTTLS_UNSUPPORTED and session.plaintext_port:
@@ -124,7 +124,7 @@ class Prober:
             session.close()
 
     async def _run(
-        self, protocol: MailProtocol, session: Session
+        self, protocol: MailProtocol, session: ProbeSession
     ) -> tuple[ErrorCode | None, str]:
         """(None, "") on success, else (code, unscrubbed message)."""
         timeout = self.settings.timeout_seconds

@@ -1,7 +1,7 @@
 """Connecting through an account's proxy: SOCKS5 (`socks5`, `socks5h`) or HTTP CONNECT (`http`).
 
 python-socks opens SOCKS5 tunnels (HTTP CONNECT is done here: see http_connect); the probe's
-own Connection and TLS then run over the tunnelled
+own MailStream and TLS then run over the tunnelled
 socket, so certificate checks, STARTTLS and the dialogues are the same as without a proxy.
 
 The proxy's own address passes the outbound network policy like a mail host's (resolved once,

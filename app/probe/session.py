@@ -15,7 +15,7 @@ from app.probe.errors import ProbeError
 from app.probe.model import Encryption, Endpoint, ErrorCode, ProbeSettings
 from app.probe.network import Resolver, resolve_allowed
 from app.probe.proxy import open_tunnel, resolves_at_proxy
-from app.probe.streams import Connection
+from app.probe.streams import MailStream
 
 # A plaintext mail server greets at once; one that stays silent this long is most likely an
 # implicit-TLS port waiting for our ClientHello (the classic 465/993 vs starttls mix-up).
@@ -36,7 +36,7 @@ def is_plaintext_reply(exc: ssl.SSLError) -> bool:
     return (exc.reason or "") in _PLAINTEXT_REASONS or "wrong version number" in str(exc)
 
 
-class Session:
+class ProbeSession:
     def __init__(
         self, endpoint: Endpoint, settings: ProbeSettings, context: ssl.SSLContext
     ) -> None:
@@ -55,10 +55,10 @@ class Session:
         self.detecting = endpoint.encryption == Encryption.AUTO
         self.detected: Encryption | None = None
         self.plaintext_port = False
-        self._conn: Connection | None = None
+        self._conn: MailStream | None = None
 
     @property
-    def conn(self) -> Connection:
+    def conn(self) -> MailStream:
         assert self._conn is not None, "not connected"
         return self._conn
 
@@ -87,7 +87,7 @@ class Session:
             self.tunnelling = True
             sock = await open_tunnel(proxy, addresses, endpoint.port, resolver=resolver,
                                      allow=self.settings.allow_networks, remaining=self.remaining)
-            self._conn = await Connection.over(sock)
+            self._conn = await MailStream.over(sock)
             self.tunnelling = False
         else:
             await self._connect_directly(addresses)
@@ -107,7 +107,7 @@ class Session:
             budget = self.remaining() / left if left > 1 else None
             try:
                 async with asyncio.timeout(budget):
-                    self._conn = await Connection.open(address, self.endpoint.port)
+                    self._conn = await MailStream.open(address, self.endpoint.port)
                 break
             except (OSError, TimeoutError) as exc:  # TimeoutError: only this address's budget
                 last_error = exc

@@ -17,7 +17,7 @@ from app.probe.sasl import (
     pick_oauth_mechanism,
     plain_response,
 )
-from app.probe.session import Session
+from app.probe.session import ProbeSession
 
 _REPLY_LINE = re.compile(r"^(\d{3})([ -]|$)(.*)$", re.DOTALL)
 _ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}\s+")
@@ -55,7 +55,7 @@ def _looks_like_other_protocol(line: str) -> str | None:
     return None
 
 
-async def read_reply(session: Session, *, greeting: bool = False) -> Reply:
+async def read_reply(session: ProbeSession, *, greeting: bool = False) -> Reply:
     conn = session.conn
     lines: list[str] = []
     code: str | None = None
@@ -77,7 +77,7 @@ async def read_reply(session: Session, *, greeting: bool = False) -> Reply:
             )
 
 
-async def command(session: Session, line: str) -> Reply:
+async def command(session: ProbeSession, line: str) -> Reply:
     session.conn.write(line.encode("ascii") + b"\r\n")
     return await read_reply(session)
 
@@ -100,7 +100,7 @@ def _extensions(reply: Reply) -> dict[str, str]:
     return found
 
 
-async def _hello(session: Session) -> dict[str, str]:
+async def _hello(session: ProbeSession) -> dict[str, str]:
     session.stage = "EHLO"
     name = session.settings.local_hostname
     reply = await command(session, f"EHLO {name}")
@@ -115,7 +115,7 @@ async def _hello(session: Session) -> dict[str, str]:
     return {}
 
 
-async def _authenticate(session: Session, extensions: dict[str, str]) -> None:
+async def _authenticate(session: ProbeSession, extensions: dict[str, str]) -> None:
     session.stage = "AUTH"
     endpoint = session.endpoint
     if "AUTH" not in extensions:
@@ -153,7 +153,7 @@ async def _authenticate(session: Session, extensions: dict[str, str]) -> None:
     raise refusal(reply, ErrorCode.AUTH_FAILED)
 
 
-async def _authenticate_oauth(session: Session, mechanisms: list[str]) -> None:
+async def _authenticate_oauth(session: ProbeSession, mechanisms: list[str]) -> None:
     endpoint = session.endpoint
     mechanism = pick_oauth_mechanism(set(mechanisms))
     if mechanism is None:
@@ -183,11 +183,11 @@ async def _authenticate_oauth(session: Session, mechanisms: list[str]) -> None:
     raise oauth_refusal(error, status)
 
 
-async def _quit(session: Session) -> None:
+async def _quit(session: ProbeSession) -> None:
     await command(session, "QUIT")
 
 
-async def run_smtp(session: Session) -> None:
+async def run_smtp(session: ProbeSession) -> None:
     """Log in over an open connection; return on success, raise ProbeError otherwise."""
     await session.wait_for_greeting()
     greeting = await read_reply(session, greeting=True)

@@ -68,7 +68,7 @@ class _StreamProtocol(asyncio.Protocol):
             self._waiter = None
 
 
-class Connection:
+class MailStream:
     """One TCP connection, optionally upgraded to TLS, read line by line."""
 
     def __init__(self, transport: asyncio.Transport, protocol: _StreamProtocol, limit: int) -> None:
@@ -78,11 +78,11 @@ class Connection:
         self.tls = False
 
     @classmethod
-    async def open(cls, ip: str, port: int, *, limit: int = DEFAULT_LINE_LIMIT) -> Connection:
+    async def open(cls, ip: str, port: int, *, limit: int = DEFAULT_LINE_LIMIT) -> MailStream:
         return await cls._create(limit, host=ip, port=port)
 
     @classmethod
-    async def over(cls, sock: socket.socket, *, limit: int = DEFAULT_LINE_LIMIT) -> Connection:
+    async def over(cls, sock: socket.socket, *, limit: int = DEFAULT_LINE_LIMIT) -> MailStream:
         """On a socket that is already connected, such as a proxy's tunnel; owns it from now."""
         try:
             return await cls._create(limit, sock=sock)
@@ -91,7 +91,7 @@ class Connection:
             raise
 
     @classmethod
-    async def _create(cls, limit: int, **where: Any) -> Connection:
+    async def _create(cls, limit: int, **where: Any) -> MailStream:
         loop = asyncio.get_running_loop()
         transport, protocol = await loop.create_connection(lambda: _StreamProtocol(limit), **where)
         assert isinstance(transport, asyncio.Transport)

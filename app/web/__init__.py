@@ -21,7 +21,7 @@ def create_app(
     settings = settings or (services.settings if services else load_settings())
     services = services or build_services(settings)
     if queue is None:
-        from workers.queue import CeleryJobQueue  # the web process only publishes
+        from workers.publisher import CeleryJobQueue  # the web process only publishes
 
         queue = CeleryJobQueue.from_settings(settings)
 

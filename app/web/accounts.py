@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from app.accounts.retest import RetestWrite
-from app.accounts.service import (
+from app.accounts.management import (
     ChangedConcurrently,
     ConnectResult,
     InvalidChange,
@@ -18,6 +17,7 @@ from app.accounts.service import (
     retest_account,
     update_account,
 )
+from app.accounts.retest import RetestWrite
 from app.accounts.slots import HostBusy, HostSlots
 from app.importing.aliases import canonical_record, flatten_single_connect
 from app.importing.rows import FieldError, detected_notes, validate_row

@@ -7,7 +7,7 @@ import logging
 
 from flask import Blueprint, current_app, g, jsonify, redirect, request
 
-from app.accounts.service import connect_account, save_untested
+from app.accounts.management import connect_account, save_untested
 from app.accounts.slots import HostBusy
 from app.credentials import CredentialError, Secret
 from app.importing.rows import validate_row

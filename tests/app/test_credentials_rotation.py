@@ -12,14 +12,14 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import select, update
 
-from app.accounts.retest import RetestWrite
-from app.accounts.service import (
+from app.accounts.management import (
     connect_account,
     delete_account,
     get_account,
     retest_account,
     update_account,
 )
+from app.accounts.retest import RetestWrite
 from app.accounts.slots import HostSlots
 from app.clock import SystemClock
 from app.credentials import CredentialCipher, CredentialError, Secret

@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.accounts.service import connect_account
+from app.accounts.management import connect_account
 from app.accounts.slots import HostSlots
 from app.importing.rows import validate_row
 from app.jobs.hostgate import OpenGate
@@ -109,7 +109,7 @@ def test_a_password_patched_while_a_reconnect_is_queued_is_the_one_kept_and_test
     [row] = api.report(status)
     assert (row["status"], row["accountId"]) == ("connected", str(dave)), (
         "the job tested the account as it was when its probe started")
-    from app.accounts.service import get_account
+    from app.accounts.management import get_account
 
     account = get_account(s.db, team, dave)
     secrets = s.cipher.decrypt(account.credentials)

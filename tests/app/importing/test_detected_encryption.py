@@ -11,7 +11,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from app.accounts.service import connect_account, retest_account, update_account
+from app.accounts.management import connect_account, retest_account, update_account
 from app.accounts.slots import HostSlots
 from app.importing.rows import AccountInput, validate_row
 from app.jobs.finish import finish_job

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from app.accounts.service import account_view
+from app.accounts.management import account_view
 from app.jobs import report
 from app.jobs.csvsafe import neutralise, neutralise_frame
 from app.jobs.finish import finish_job

@@ -3,7 +3,7 @@
 import pytest
 from sqlalchemy import select
 
-from app.accounts.service import connect_account
+from app.accounts.management import connect_account
 from app.accounts.slots import HostSlots
 from app.importing.rows import validate_row
 from app.jobs.hostgate import OpenGate

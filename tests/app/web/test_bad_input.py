@@ -46,7 +46,7 @@ def test_single_connect_awkward_values_are_4xx_or_tested(client, api_key, quiet,
 
 
 def test_patch_awkward_values_are_4xx_or_applied(client, api_key, quiet):
-    from app.accounts.service import connect_account
+    from app.accounts.management import connect_account
     from app.accounts.slots import HostSlots
     from app.importing.rows import validate_row
     from app.jobs.hostgate import OpenGate

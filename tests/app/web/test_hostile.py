@@ -26,8 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
+from app.accounts.management import connect_account
 from app.accounts.providers import PROVIDERS
-from app.accounts.service import connect_account
 from app.accounts.slots import HostSlots
 from app.importing.rows import KNOWN_FIELDS, validate_row
 from app.jobs.hostgate import OpenGate

@@ -11,14 +11,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
-from app.accounts.retest import RetestWrite
-from app.accounts.service import (
+from app.accounts.management import (
     connect_account,
     delete_account,
     get_account,
     retest_account,
     update_account,
 )
+from app.accounts.retest import RetestWrite
 from app.accounts.slots import HostSlots
 from app.importing.rows import validate_row
 from app.jobs.hostgate import GateDecision, OpenGate
