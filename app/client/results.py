@@ -64,7 +64,10 @@ def shared_hint(code: str) -> str | None:
 def code_hints(errors_by_code: Mapping[str, int], report: Path | None) -> dict[str, str | None]:
     """A hint for each code of errorsByCode: the report's where it has one, else the shared
     module's."""
-    from_report = report_hints(report) if report is not None else {}
+    try:
+        from_report = report_hints(report) if report is not None else {}
+    except (OSError, UnicodeDecodeError, csv.Error):  # the shared hints are still right
+        from_report = {}
     return {code: from_report.get(code) or shared_hint(code) for code in errors_by_code}
 
 

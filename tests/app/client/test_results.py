@@ -59,6 +59,8 @@ def test_code_hints_prefers_the_report_and_falls_back_to_the_shared_module(tmp_p
     ({"status": "completed", "total": 0, "processed": 0}, 0),
     ({"status": "completed", "total": 2, "processed": 2, "succeeded": 1, "failed": 1}, 1),
     ({"status": "completed", "total": 2, "processed": 2, "succeeded": 1, "invalid": 1}, 1),
+    # Rows neither verified nor counted as failed (none should be) are not "all verified".
+    ({"status": "completed", "total": 2, "processed": 2, "succeeded": 1}, 1),
     ({"status": "cancelled", "total": 2, "processed": 2, "succeeded": 2}, 1),
     ({"status": "failed", "total": 2, "processed": 2, "succeeded": 2}, 1),
 ])
