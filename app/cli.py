@@ -1,9 +1,13 @@
-"""`mailconnect`: database migrations, API keys, and the embedded development service."""
+"""`mailconnect`: database migrations, API keys, the embedded development service, and a
+client of a running service (`import`, `status`, `accounts list`)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from contextlib import contextmanager
+from pathlib import Path
 
 import click
 
@@ -211,6 +215,170 @@ def _team_id(db, team: str) -> int:
         return team_id_by_name(db, team)
     except UnknownTeam:
         raise click.ClickException(f"no team named {team!r}") from None
+
+
+def _service_options(command):
+    """--url and --api-key (or MAILCONNECT_URL and MAILCONNECT_API_KEY): a running service."""
+    from app.client.http import DEFAULT_URL
+
+    command = click.option(
+        "--api-key", envvar="MAILCONNECT_API_KEY", required=True, show_envvar=True,
+        help="The team's API key (never printed).")(command)
+    return click.option(
+        "--url", envvar="MAILCONNECT_URL", default=DEFAULT_URL, show_default=True,
+        show_envvar=True, callback=_check_url, help="The service's base URL.")(command)
+
+
+def _check_url(_ctx, _param, value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise click.BadParameter("must start with http:// or https://")
+    return value
+
+
+@contextmanager
+def _service(url: str, api_key: str):
+    """A client of the service; a refusal or an unreachable service ends the command with
+    the server's message and exit code 2, never a traceback."""
+    from app.client.http import ServiceClient, ServiceError
+    from app.client.results import EXIT_ERROR
+    from app.credentials import Secret
+
+    # httpx logs every request at INFO: a line per poll, and the presigned links in full.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    client = ServiceClient(url, Secret(api_key))
+    try:
+        yield client
+    except ServiceError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(EXIT_ERROR)
+    finally:
+        client.close()
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--wait", is_flag=True,
+              help="Follow the job to its end, then print its errors and download its files.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead.")
+@_service_options
+def import_file(file: Path, wait: bool, as_json: bool, url: str, api_key: str) -> None:
+    """Submit FILE (CSV, or a JSON array) as a bulk connect.
+
+    Without --wait, prints the requestId. With --wait, shows the progress, then a table of
+    errors by code with hints, and saves the report (and the failed-rows file) next to FILE:
+    FILE.report.csv, FILE.failed-rows.csv. Exit codes: 0 every row verified, 1 some rows
+    failed (or were invalid or cancelled), 2 usage or HTTP error.
+    """
+    from app.client.http import Upload
+
+    with _service(url, api_key) as client:
+        request_id = client.submit(Upload.of(file))
+        if not wait:
+            click.echo(json.dumps({"requestId": request_id}) if as_json else request_id)
+            return
+        sys.exit(_follow_to_end(client, request_id, file, as_json))
+
+
+@main.command()
+@click.argument("request_id")
+@click.option("--wait", is_flag=True, help="Follow the job to its end.")
+@click.option("--download", "download_dir", default=None,
+              type=click.Path(file_okay=False, writable=True, path_type=Path),
+              help="Once ended, save its files here as REQUEST_ID.report.csv, ...")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead.")
+@_service_options
+def status(request_id: str, wait: bool, download_dir: Path | None, as_json: bool, url: str,
+           api_key: str) -> None:
+    """Show an import's status. Exit codes as `import --wait` once the job has ended, 0 while
+    it runs."""
+    from app.client.results import exit_code
+
+    with _service(url, api_key) as client:
+        if wait:
+            beside = (download_dir / request_id) if download_dir else None
+            sys.exit(_follow_to_end(client, request_id, beside, as_json))
+        current = client.status(request_id)
+        if not current.get("isCompleted"):
+            _show_status(current, {}, as_json)
+            return
+        beside = (download_dir / request_id) if download_dir else None
+        _show_status(current, _files(client, current, beside), as_json)
+        sys.exit(exit_code(current))
+
+
+def _follow_to_end(client, request_id: str, beside: Path | None, as_json: bool) -> int:
+    from rich.console import Console
+
+    from app.client.render import ProgressView
+    from app.client.results import exit_code
+    from app.client.watch import follow
+
+    try:
+        with ProgressView(Console(stderr=True), request_id) as progress:
+            final = follow(client, request_id, progress.update)
+    except KeyboardInterrupt:
+        click.echo(f"\nstopped watching; the import goes on: mailconnect status {request_id} "
+                   "--wait", err=True)
+        return 130
+    _show_status(final, _files(client, final, beside), as_json)
+    return exit_code(final)
+
+
+def _files(client, status: dict, beside: Path | None) -> dict[str, Path]:
+    from app.client.results import download_files
+
+    if beside is None or not status.get("isCompleted"):
+        return {}
+    beside.parent.mkdir(parents=True, exist_ok=True)
+    return download_files(client, status, beside)
+
+
+def _show_status(status: dict, files: dict[str, Path], as_json: bool) -> None:
+    from rich.console import Console
+
+    from app.client.render import errors_table, files_lines, summary_lines
+    from app.client.results import code_hints
+
+    errors = status.get("errorsByCode") or {}
+    hints = code_hints(errors, files.get("report"))
+    if as_json:
+        click.echo(json.dumps({"status": status, "hints": hints,
+                               "files": {kind: str(path) for kind, path in files.items()}}))
+        return
+    console = Console()
+    for line in summary_lines(status):
+        console.print(line, highlight=False, soft_wrap=True)
+    if errors:
+        console.print(errors_table(errors, hints))
+    for line in files_lines(files):
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+@main.group()
+def accounts() -> None:
+    """The team's email accounts, on a running service."""
+
+
+@accounts.command("list")
+@click.option("--status", "account_status", type=click.IntRange(0, 1), default=None,
+              help="1: connected, 0: not (the API's status).")
+@click.option("--page", type=click.IntRange(1), default=None, help="Default: 1.")
+@click.option("--limit", type=click.IntRange(1, 200), default=None, help="Default: 50.")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's payload as JSON.")
+@_service_options
+def accounts_list(account_status: int | None, page: int | None, limit: int | None,
+                  as_json: bool, url: str, api_key: str) -> None:
+    """One page of the team's accounts, as a table."""
+    from rich.console import Console
+
+    from app.client.render import accounts_table
+
+    with _service(url, api_key) as client:
+        payload = client.accounts(page=page, limit=limit, status=account_status)
+    if as_json:
+        click.echo(json.dumps(payload))
+    else:
+        Console().print(accounts_table(payload))
 
 
 @main.command()
