@@ -25,3 +25,11 @@ def bulk_row(email: str = "sarah@example.com", **overrides: Any) -> dict[str, An
     }
     row.update(overrides)
     return {k: v for k, v in row.items() if v is not None}
+
+
+def mail_row(email: str, password: str, smtp: tuple[int, str], imap: tuple[int, str],
+        host: str = "localhost", **extra) -> dict:
+    return bulk_row(email, emailServiceProvider="custom", smtpPassword=password,
+                    imapPassword=password, smtpHost=host, smtpPort=smtp[0],
+                    smtpEncryption=smtp[1], imapHost=host, imapPort=imap[0],
+                    imapEncryption=imap[1], **extra)

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,3 +56,11 @@ def celery_process(kind: str, env: Mapping[str, str], workdir: Path, name: str |
         yield process
     finally:
         process.stop()
+
+
+def wait_ready(worker: Process, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while "ready." not in worker.log.read_text(errors="replace"):
+        assert worker.popen.poll() is None, worker.tail()
+        assert time.monotonic() < deadline, worker.tail()
+        time.sleep(0.1)

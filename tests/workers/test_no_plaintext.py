@@ -10,19 +10,16 @@ import base64
 import json
 import secrets
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from pathlib import Path
+from contextlib import ExitStack
 
 import pytest
 import requests
 
-from app.devserver import free_port, wait_for_port
-from tests.bench.environment import procfile_web
-from tests.factories import bulk_row
+from tests.factories import mail_row
 from tests.servers.dovecot import start_mail_server
 from tests.servers.faults import scripted_imap, scripted_smtp
-from tests.servers.worker import Process, celery_process
+from tests.servers.web import web
+from tests.servers.worker import celery_process, wait_ready
 from tests.workers.conftest import Api
 from tests.workers.leaks import (
     Finding,
@@ -109,38 +106,8 @@ class RecordingClient:
         return places
 
 
-@contextmanager
-def web(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, Process]]:
-    """gunicorn exactly as the Procfile's `web` line starts it."""
-    port = free_port()
-    process = Process("web", ["bash", "-c", f"exec {procfile_web()}"],
-                      {**env, "PORT": str(port), "WEB_CONCURRENCY": "1", "WEB_THREADS": "4"},
-                      tmp_path / "web.log")
-    try:
-        wait_for_port(port, process.popen, "gunicorn")
-        yield f"http://127.0.0.1:{port}", process
-    finally:
-        process.stop()
-
-
-def wait_ready(worker: Process, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while "ready." not in worker.log.read_text(errors="replace"):
-        assert worker.popen.poll() is None, worker.tail()
-        assert time.monotonic() < deadline, worker.tail()
-        time.sleep(0.1)
-
-
-def row(email: str, password: str, smtp: tuple[int, str], imap: tuple[int, str],
-        host: str = "localhost", **extra) -> dict:
-    return bulk_row(email, emailServiceProvider="custom", smtpPassword=password,
-                    imapPassword=password, smtpHost=host, smtpPort=smtp[0],
-                    smtpEncryption=smtp[1], imapHost=host, imapPort=imap[0],
-                    imapEncryption=imap[1], **extra)
-
-
 def oauth2_row(email: str, smtp: tuple[int, str], imap: tuple[int, str], **tokens) -> dict:
-    plain = row(email, "", smtp, imap)
+    plain = mail_row(email, "", smtp, imap)
     del plain["smtpPassword"], plain["imapPassword"]
     return {**plain, "authType": "oauth2", "oauth2Provider": "custom", **tokens}
 
@@ -161,11 +128,11 @@ def drive(api: RecordingClient, mail, echo_login, echo_plain) -> list[bytes]:
     ssl = ((mail.submissions_port, "ssl"), (mail.imaps_port, "ssl"))
     accounts = "/v1/email-accounts"
     job = api.call("POST", f"{accounts}/connect", 202, json=[
-        row("good@leak.test", PASSWORDS["bulk good"], *ssl),
-        row("wrong@leak.test", PASSWORDS["bulk wrong"], *ssl),
-        row("invalid@leak.test", PASSWORDS["bulk invalid row"], (99999, "ssl"),
+        mail_row("good@leak.test", PASSWORDS["bulk good"], *ssl),
+        mail_row("wrong@leak.test", PASSWORDS["bulk wrong"], *ssl),
+        mail_row("invalid@leak.test", PASSWORDS["bulk invalid row"], (99999, "ssl"),
             (mail.imaps_port, "ssl")),
-        row("echo@leak.test", PASSWORDS["bulk echoed"], (echo_login[0].port, "none"),
+        mail_row("echo@leak.test", PASSWORDS["bulk echoed"], (echo_login[0].port, "none"),
             (echo_login[1].port, "none")),
         # An OAuth2 row whose access token the echoing servers send back, and an invalid one.
         oauth2_row("oauth@leak.test", (echo_login[0].port, "none"), (echo_login[1].port, "none"),

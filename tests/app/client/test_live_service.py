@@ -16,10 +16,11 @@ import pytest
 
 from app.probe.hints import GENERIC_HINTS
 from app.probe.model import ErrorCode
+from tests.factories import mail_row
 from tests.servers.dovecot import start_mail_server
-from tests.servers.worker import celery_process
+from tests.servers.web import web
+from tests.servers.worker import celery_process, wait_ready
 from tests.workers.conftest import Api
-from tests.workers.test_no_plaintext import row, wait_ready, web
 
 pytestmark = pytest.mark.integration
 
@@ -61,8 +62,8 @@ def test_import_wait_status_and_accounts_list_against_a_live_service(env, tmp_pa
         inputs = tmp_path / "inputs"
         inputs.mkdir()
         accounts = write_csv(inputs / "accounts.csv", [
-            row("good@cli.test", USERS["good@cli.test"], *ssl),
-            row("bad@cli.test", "not-the-password", *ssl),
+            mail_row("good@cli.test", USERS["good@cli.test"], *ssl),
+            mail_row("bad@cli.test", "not-the-password", *ssl),
         ])
 
         imported = mailconnect(["import", str(accounts), "--wait"], base, key)
@@ -86,7 +87,7 @@ def test_import_wait_status_and_accounts_list_against_a_live_service(env, tmp_pa
         assert USERS["good@cli.test"] not in report.read_text()
 
         # Without --wait: the requestId alone; then `status --wait` follows it to its end.
-        only_good = write_csv(inputs / "good.csv", [row("good@cli.test",
+        only_good = write_csv(inputs / "good.csv", [mail_row("good@cli.test",
                                                         USERS["good@cli.test"], *ssl)])
         submitted = mailconnect(["import", str(only_good)], base, key)
         assert submitted.returncode == 0, submitted
