@@ -27,3 +27,8 @@ def post_worker_init(worker: Any) -> None:
     # wakes while another holds the GIL can wait that long, more than once; 0.5 ms keeps the
     # slowest polls near the typical one, at a small cost in throughput.
     sys.setswitchinterval(0.0005)
+
+
+# gunicorn's default access line, with the path but not its query string: Smartlead's clients
+# send their API key as `?api_key=`, and no key may reach a log.
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s" "%(a)s"'

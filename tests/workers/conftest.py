@@ -27,7 +27,7 @@ class Api:
     def submit(self, rows) -> str:
         response = self.client.post("/v1/email-accounts/connect", json=rows,
                                     headers={"x-api-key": self.key})
-        assert response.status_code == 202, response.json
+        assert response.status_code == 200, response.json
         return response.json["payload"]["requestId"]
 
     def status(self, request_id: str) -> dict:

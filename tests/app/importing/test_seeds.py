@@ -20,7 +20,7 @@ def http(client, api_key, services):
     def post(body: dict) -> None:
         response = client.post("/v1/email-accounts/connect", json=[body],
                                headers={"x-api-key": api_key})
-        assert response.status_code == 202, response.json
+        assert response.status_code == 200, response.json
         with services.db.reading() as session:
             state = session.scalar(select(ConnectJobRow.state).where(
                 ConnectJobRow.job_id == response.json["payload"]["requestId"]))

@@ -24,7 +24,7 @@ def job_count(services) -> int:
 
 def test_accepts_batch_and_publishes_one_message(client, api_key, queue, services):
     response = post(client, api_key, [bulk_row("a@example.com"), bulk_row("b@example.com")])
-    assert response.status_code == 202
+    assert response.status_code == 200
     request_id = response.json["payload"]["requestId"]
     assert request_id in response.json["message"]
     assert queue.started == [request_id]
@@ -39,7 +39,7 @@ def test_accepts_batch_and_publishes_one_message(client, api_key, queue, service
 
 def test_bearer_token_accepted(client, api_key):
     response = client.post(URL, json=[bulk_row()], headers={"Authorization": f"Bearer {api_key}"})
-    assert response.status_code == 202
+    assert response.status_code == 200
 
 
 @pytest.mark.parametrize("headers", [{}, {"x-api-key": "mc_wrong"}, {"Authorization": "Basic x"}])
@@ -84,7 +84,7 @@ def test_body_over_size_limit_is_413(client, api_key, services):
 def test_invalid_rows_and_duplicates_are_reported_not_rejected(client, api_key, queue, services):
     rows = [bulk_row("a@example.com"), bulk_row("bad", smtpPort=0), bulk_row("A@example.com")]
     response = post(client, api_key, rows)
-    assert response.status_code == 202
+    assert response.status_code == 200
     job_id = response.json["payload"]["requestId"]
     with services.db.transaction() as session:
         stored = session.execute(select(ConnectJobRow).where(ConnectJobRow.job_id == job_id)
@@ -110,7 +110,7 @@ def test_csv_body_and_multipart_file(client, api_key, queue):
     csv = ("smtpEmailAddress,smtpPassword,smtpHost,smtpPort,imapHost,imapPort,warmup\n"
            "a@example.com,pw,smtp.example.com,465,imap.example.com,993,yes\n")
     response = post(client, api_key, csv, content_type="text/csv")
-    assert response.status_code == 202
+    assert response.status_code == 200
     status = client.get(f"{URL}/status/{response.json['payload']['requestId']}",
                         headers={"x-api-key": api_key}).json["payload"]
     assert status["ignoredColumns"] == ["warmup"]
@@ -118,7 +118,7 @@ def test_csv_body_and_multipart_file(client, api_key, queue):
 
     response = client.post(URL, data={"file": (io.BytesIO(csv.encode()), "accounts.csv")},
                            content_type="multipart/form-data", headers={"x-api-key": api_key})
-    assert response.status_code == 202
+    assert response.status_code == 200
     response = client.post(URL, data={"other": "x"}, content_type="multipart/form-data",
                            headers={"x-api-key": api_key})
     assert response.status_code == 422
@@ -139,7 +139,7 @@ def test_publish_failure_still_accepts(client, api_key, queue):
         raise ConnectionError("redis down")
 
     queue.start_job = broken
-    assert post(client, api_key, [bulk_row()]).status_code == 202
+    assert post(client, api_key, [bulk_row()]).status_code == 200
 
 
 def test_healthz(client):

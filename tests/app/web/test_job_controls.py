@@ -21,7 +21,11 @@ def submit(client, key, rows, headers=None, query=""):
 
 
 def request_id(response) -> str:
-    assert response.status_code == 202, response.json
+    """The requestId of an accepted connect, reconnect or retry, whose answer must be
+    Saleshandy's documented one exactly: 200, `message` and `payload.requestId`, nothing else."""
+    assert response.status_code == 200, response.json
+    assert set(response.json) == {"message", "payload"}, response.json
+    assert set(response.json["payload"]) == {"requestId"}, response.json
     return response.json["payload"]["requestId"]
 
 
