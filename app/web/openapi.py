@@ -217,8 +217,8 @@ def _drop_null_defaults(value: Any) -> None:
 def _allows_null(schema: dict[str, Any]) -> bool:
     kind = schema.get("type")
     return (kind == "null" or (isinstance(kind, list) and "null" in kind)
-            or None in schema.get("enum", ()) or "$ref" in schema or not kind and not any(
-                k in schema for k in ("anyOf", "oneOf")) or any(
+            or None in schema.get("enum", ()) or "$ref" in schema or (not kind and not any(
+                k in schema for k in ("anyOf", "oneOf"))) or any(
                 _allows_null(option) for option in schema.get("anyOf", schema.get("oneOf", []))))
 
 
