@@ -109,7 +109,19 @@ def canonical_record(record: Mapping[str, Any]) -> tuple[dict[str, Any], list[st
     Of several columns for one field, a filled one beats a blank one, then our spelling beats an
     alias. `password`/`userName` only fill the per-protocol fields the record leaves blank.
     """
-    chosen: dict[str, tuple[tuple[bool, int], Any]] = {}
+    result, _sources, unrecognised = _canonical(record)
+    return result, unrecognised
+
+
+def field_sources(record: Mapping[str, Any]) -> dict[str, str]:
+    """Our field name -> the column of `record` its value came from (`smtp_port`,
+    `password`), so that errors name what the client sent."""
+    return _canonical(record)[1]
+
+
+def _canonical(record: Mapping[str, Any]
+               ) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    chosen: dict[str, tuple[tuple[bool, int], Any, str]] = {}
     unrecognised: list[str] = []
     for column, value in record.items():
         key = column_key(column)
@@ -127,16 +139,19 @@ def canonical_record(record: Mapping[str, Any]) -> tuple[dict[str, Any], list[st
         # Lower is better: filled before blank, then by rank; on a tie the first column stays.
         score = (_blank(value), rank)
         if field not in chosen or score < chosen[field][0]:
-            chosen[field] = (score, value)
-    result = {field: value for field, (_, value) in chosen.items()}
+            chosen[field] = (score, value, column)
+    result = {field: value for field, (_, value, _column) in chosen.items()}
+    sources = {field: column for field, (_, _value, column) in chosen.items()}
     for helper, targets in EITHER_PROTOCOL.items():
         value = result.pop(helper, None)
+        column = sources.pop(helper, helper)
         if _blank(value):
             continue
         for target in targets:
             if _blank(result.get(target)):
                 result[target] = value
-    return result, unrecognised
+                sources[target] = column
+    return result, sources, unrecognised
 
 
 def flatten_single_connect(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -146,17 +161,33 @@ def flatten_single_connect(body: Mapping[str, Any]) -> dict[str, Any]:
     entry stays, as `payload.<name>`, so it is reported as ignored rather than lost. A body
     without a payload object is returned as it is, so flat rows can pass through too.
     """
+    return _flattened(body)[0]
+
+
+def sent_names(body: Mapping[str, Any]) -> dict[str, str]:
+    """Our field name -> where a single-connect `body` put it, as the client wrote it:
+    `smtpPort` -> `payload.smtp.port` (or `smtp_port`, `smtpPort`). Fields the body did not
+    give (filled by a preset) are not in it."""
+    flat, paths = _flattened(body)
+    return {field: paths.get(column, column) for field, column in field_sources(flat).items()}
+
+
+def _flattened(body: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    # The flat row, and each flattened name's path in the body (`smtpHost` -> payload.smtp.host).
     payload = body.get("payload")
     if not isinstance(payload, Mapping):
-        return dict(body)
+        return dict(body), {}
     flat = {name: value for name, value in body.items() if name != "payload"}
+    paths: dict[str, str] = {}
     for section, settings in payload.items():
         if section in ("smtp", "imap") and isinstance(settings, Mapping):
-            flat.update({section + name[:1].upper() + name[1:]: value
-                         for name, value in settings.items()})
+            for name, value in settings.items():
+                flat_name = section + name[:1].upper() + name[1:]
+                flat[flat_name] = value
+                paths[flat_name] = f"payload.{section}.{name}"
         else:
             flat[f"payload.{section}"] = settings
-    return flat
+    return flat, paths
 
 
 def alias_table_markdown() -> str:

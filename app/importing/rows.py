@@ -22,6 +22,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -153,10 +154,16 @@ Password = Annotated[Annotated[SecretStr, Field(max_length=1024)] | None,
 Token = Annotated[Annotated[SecretStr, Field(max_length=8192)] | None,
                   BeforeValidator(_blank_to_none), NoControl]
 Port = Annotated[int | None, _unless_blank(_port), _between(1, 65535)]
-EncryptionField = Annotated[Encryption | None, _unless_blank(_encryption)]
+EncryptionField = Annotated[Encryption | None, _unless_blank(_encryption),
+                            WithJsonSchema({"type": ["string", "null"],
+                                            "enum": [*ENCRYPTION_NAMES, None],
+                                            "description": "case-insensitive"})]
 Provider = Annotated[str, _unless_blank(_provider, blank=DEFAULT_PROVIDER)]
 # socks5://, socks5h:// or http://, with optional user:password (kept in a Secret from here on).
-ProxyUrl = Annotated[InstanceOf[ProxyTarget] | None, _unless_blank(parse_proxy_url)]
+# The schema says what a client sends (the URL), not the parsed target it becomes.
+ProxyUrl = Annotated[InstanceOf[ProxyTarget] | None, _unless_blank(parse_proxy_url),
+                     WithJsonSchema({"type": ["string", "null"], "format": "uri",
+                                     "examples": ["socks5://user:pass@203.0.113.7:1080"]})]
 
 
 def _flag(value: Any) -> Any:

@@ -10,7 +10,9 @@ from app.services import Services, build_services
 from app.teams import KeyCache
 from app.web import accounts, connect, dialects, oauth
 from app.web.errors import register_error_handlers
+from app.web.openapi import documented, install_openapi
 from app.web.ratelimit import install_rate_limits
+from app.web.schemas import Health
 
 
 def create_app(
@@ -38,10 +40,13 @@ def create_app(
     app.register_blueprint(oauth.callback_blueprint)
     for blueprint in dialects.blueprints:
         app.register_blueprint(blueprint)
-    install_rate_limits(app, settings)
 
     @app.get("/healthz")
+    @documented(200, Health, public=True, tag="service")
     def healthz():
+        """Liveness: 200 while the web process is up."""
         return jsonify({"status": "ok"})
 
+    install_rate_limits(app, settings)
+    install_openapi(app)  # last: it documents every route registered before it
     return app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, g, jsonify, request
 
 from app.accounts.management import (
     ChangedConcurrently,
@@ -18,21 +18,28 @@ from app.accounts.management import (
     update_account,
 )
 from app.accounts.retest import RetestWrite
-from app.accounts.slots import HostBusy, HostSlots
-from app.importing.aliases import canonical_record, flatten_single_connect
-from app.importing.rows import FieldError, detected_notes, validate_row
+from app.accounts.slots import HostBusy
+from app.importing.aliases import canonical_record, flatten_single_connect, sent_names
+from app.importing.rows import detected_notes, validate_row
 from app.jobs.loginquota import TEAM_LOGIN_QUOTA, QuotaExceeded
-from app.services import Services
 from app.web.auth import require_team
-from app.web.errors import ApiError
-from app.web.guards import json_body, whole_number
+from app.web.common import invalid, json_object, query_int, services, slots
+from app.web.errors import ApiError, error_response
+from app.web.openapi import documented
 from app.web.ratelimit import Category, rate_limited
+from app.web.schemas import (
+    AccountAnswer,
+    AccountChange,
+    AccountChanged,
+    AccountsAnswer,
+    AccountsQuery,
+    ConnectAnswer,
+    Deleted,
+    SingleConnectBody,
+)
 
 blueprint = Blueprint("accounts", __name__, url_prefix="/v1/email-accounts")
 blueprint.before_request(require_team)
-
-MAX_PAGE_SIZE = 200
-
 
 @blueprint.url_value_preprocessor
 def _account_ids_fit(_endpoint: str | None, values: dict | None) -> None:
@@ -41,55 +48,24 @@ def _account_ids_fit(_endpoint: str | None, values: dict | None) -> None:
         raise ApiError(404, f"id: no account {values['account_id']} for this team")
 
 
-def _services() -> Services:
-    return current_app.extensions["mailconnect"]
-
-
-def _slots(team_id: int | None = None) -> HostSlots:
-    """The job runners' per-host slots, waited for up to one probe deadline; counted against
-    the caller's team unless `team_id` names another (the OAuth callback has no caller)."""
-    s = _services()
-    queue = current_app.extensions["mailconnect.queue"]
-    return HostSlots(s.gate, s.settings.probe_timeout_seconds,
-                     on_woken=getattr(queue, "wake_rows", None),
-                     team_id=g.team_id if team_id is None else team_id,
-                     quota=s.login_quota)
-
-
 @blueprint.errorhandler(HostBusy)
 def _host_busy(exc: HostBusy):
-    response = jsonify({"message": f"host_busy: {exc}", "errorCode": "host_busy",
-                        "hosts": list(exc.hosts), "retryAfter": exc.retry_after})
-    response.status_code = 503
-    response.headers["Retry-After"] = str(exc.retry_after)
-    return response
+    return error_response(503, f"host_busy: {exc}", [{"field": "host", "message": str(exc)}],
+                          retry_after=exc.retry_after, errorCode="host_busy",
+                          hosts=list(exc.hosts), retryAfter=exc.retry_after)
 
 
 @blueprint.errorhandler(QuotaExceeded)
 def _quota_exceeded(exc: QuotaExceeded):
-    response = jsonify({"message": f"{TEAM_LOGIN_QUOTA}: {exc}", "errorCode": TEAM_LOGIN_QUOTA,
-                        "retryAfter": exc.retry_after})
-    response.status_code = 429
-    response.headers["Retry-After"] = str(exc.retry_after)
-    return response
+    # The quota is the team's, and the API key names the team.
+    return error_response(429, f"{TEAM_LOGIN_QUOTA}: {exc}",
+                          [{"field": "x-api-key", "message": str(exc)}],
+                          retry_after=exc.retry_after, errorCode=TEAM_LOGIN_QUOTA,
+                          retryAfter=exc.retry_after)
 
 
 def _not_found(account_id: int) -> ApiError:
     return ApiError(404, f"id: no account {account_id} for this team")
-
-
-def _json_object() -> dict:
-    if request.mimetype != "application/json":
-        raise ApiError(415, "Content-Type: must be application/json")
-    body = json_body(request.get_data())
-    if not isinstance(body, dict):
-        raise ApiError(422, "body: must be a JSON object")
-    return body
-
-
-def _invalid(errors: list[FieldError]) -> ApiError:
-    return ApiError(422, "; ".join(f"{e.field}: {e.message}" for e in errors),
-                    [e.as_dict() for e in errors])
 
 
 def connect_response(result: ConnectResult, message: str, **extra: object):
@@ -103,31 +79,29 @@ def connect_response(result: ConnectResult, message: str, **extra: object):
     }})
 
 
-def _int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    number = whole_number(raw, low, high)
-    if number is None:
-        raise ApiError(422, f"{name}: must be a whole number from {low} to {high}")
-    return number
+SINGLE_ERRORS = [400, 413, 415, (422, "a field is invalid: one entry per field, named as sent "
+                                      "(`payload.smtp.port`)"),
+                 (429, "rate limited, or the team's login quota is spent (team_login_quota)"),
+                 (503, "no test slot of the host freed in time (host_busy), or the database "
+                       "cannot be reached; nothing changed")]
 
 
 @blueprint.post("/smtp-imap/connect")
+@documented(200, ConnectAnswer, json=SingleConnectBody, errors=SINGLE_ERRORS)
 @rate_limited(Category.SINGLE)
 def connect_one():
     """Saleshandy's single connect: test now, save whatever the result (unless `test`)."""
-    s = _services()
-    body = _json_object()
+    s = services()
+    body = json_object()
     dry_run = body.pop("test", False)
     if not isinstance(dry_run, bool):
         raise ApiError(422, "test: must be true or false")
     record, ignored = canonical_record(flatten_single_connect(body))
     checked = validate_row(record, mx=s.mx_resolvers(), policy=s.settings.host_policy)
     if isinstance(checked, list):
-        raise _invalid(checked)
+        raise invalid(checked, sent_names(body))
     result = connect_account(s.db, s.cipher, s.clock, s.prober, g.team_id, checked,
-                             dry_run=dry_run, slots=_slots(), tokens=s.tokens)
+                             dry_run=dry_run, slots=slots(), tokens=s.tokens)
     message = ("Email account tested; nothing was saved." if dry_run
                else "Email account connected." if result.probe.verified
                else "Email account saved, but its connection failed.")
@@ -139,12 +113,15 @@ def connect_one():
 
 
 @blueprint.get("")
+@documented(200, AccountsAnswer, query=AccountsQuery, errors=[
+    (422, "page, limit or status is out of range")])
 @rate_limited(Category.POLL)
 def index():
-    page = _int_arg("page", 1, 1, 10**6)
-    limit = _int_arg("limit", 50, 1, MAX_PAGE_SIZE)
-    status = _int_arg("status", None, 0, 1)
-    result = list_accounts(_services().db, g.team_id, page, limit, status=status,
+    """The team's accounts, by id."""
+    page = query_int(AccountsQuery, "page")
+    limit = query_int(AccountsQuery, "limit")
+    status = query_int(AccountsQuery, "status")
+    result = list_accounts(services().db, g.team_id, page, limit, status=status,
                            provider=request.args.get("provider") or None,
                            search=request.args.get("search") or None)
     return jsonify({"payload": {
@@ -154,18 +131,22 @@ def index():
 
 
 @blueprint.get("/<int:account_id>")
+@documented(200, AccountAnswer, errors=[404])
 @rate_limited(Category.POLL)
 def show(account_id: int):
-    account = get_account(_services().db, g.team_id, account_id)
+    """One account: settings, last results; never a password."""
+    account = get_account(services().db, g.team_id, account_id)
     if account is None:
         raise _not_found(account_id)
     return jsonify({"payload": account_view(account)})
 
 
 @blueprint.delete("/<int:account_id>")
+@documented(200, Deleted, errors=[404])
 @rate_limited(Category.MANAGE)
 def destroy(account_id: int):
-    if not delete_account(_services().db, g.team_id, account_id):
+    """Delete an account."""
+    if not delete_account(services().db, g.team_id, account_id):
         raise _not_found(account_id)
     return jsonify({"message": "Email account deleted.", "payload": {"id": account_id}})
 
@@ -176,6 +157,8 @@ _STALE = ("The account's settings were changed while this test ran, so its store
 
 
 @blueprint.post("/<int:account_id>/test")
+@documented(200, ConnectAnswer, errors=[(404, "no such account, or it was deleted during "
+                                               "the test"), *SINGLE_ERRORS[4:]])
 @rate_limited(Category.SINGLE)
 def test(account_id: int):
     """Re-test the account as it is now, with its stored credentials, and store only the
@@ -185,9 +168,9 @@ def test(account_id: int):
     When its settings changed during the test, the answer is this test's result with
     `"stale": true`, and the stored result stays the newer settings'.
     """
-    s = _services()
+    s = services()
     result = retest_account(s.db, s.cipher, s.clock, s.prober, g.team_id, account_id,
-                            slots=_slots(), tokens=s.tokens)
+                            slots=slots(), tokens=s.tokens)
     if result is None:
         raise _not_found(account_id)
     if result.written == RetestWrite.DELETED:
@@ -197,6 +180,9 @@ def test(account_id: int):
 
 
 @blueprint.patch("/<int:account_id>")
+@documented(200, AccountChanged, json=AccountChange, errors=[
+    *SINGLE_ERRORS, (404, "no such account, or it was deleted during the test"),
+    (409, "the account kept changing while this change was written; send it again")])
 @rate_limited(Category.SINGLE)
 def change(account_id: int):
     """Change an account; the email cannot change.
@@ -213,13 +199,13 @@ def change(account_id: int):
     team_login_quota (nothing changed either: send the PATCH again after Retry-After) when
     the team has spent its TEAM_MAX_LOGINS_PER_HOUR.
     """
-    s = _services()
+    s = services()
     try:
         updated = update_account(s.db, s.cipher, s.clock, s.prober, g.team_id, account_id,
-                                 _json_object(), slots=_slots(),
+                                 json_object(), slots=slots(),
                                  policy=s.settings.host_policy, tokens=s.tokens)
     except InvalidChange as exc:
-        raise _invalid(exc.errors) from None
+        raise invalid(exc.errors) from None
     except ChangedConcurrently:
         raise ApiError(409, f"id: account {account_id} kept changing while this change was "
                             "written; send it again") from None

@@ -29,12 +29,24 @@ from app.jobs.intake import JobOptions, SubmittedJob, submit_job, submit_reconne
 from app.jobs.status import JobView, job_summary, job_view, status_payload
 from app.jobs.webhooks import check_callback_url
 from app.probe.model import ErrorCode
-from app.services import Services
 from app.storage import StorageError
 from app.web.auth import require_team
+from app.web.common import query_int, services
 from app.web.errors import ApiError, error_response
-from app.web.guards import json_body, whole_number
+from app.web.guards import json_body
+from app.web.openapi import documented
 from app.web.ratelimit import Category, rate_limited
+from app.web.schemas import (
+    Accepted,
+    BulkBody,
+    IdempotencyHeaders,
+    JobOptionsQuery,
+    JobsAnswer,
+    JobsQuery,
+    ReconnectBody,
+    RetryQuery,
+    StatusAnswer,
+)
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("connect", __name__, url_prefix="/v1/email-accounts")
@@ -59,34 +71,43 @@ def _request_ids_fit(_endpoint: str | None, values: dict | None) -> None:
         raise _not_found(request_id[:100])
 
 
-def _services() -> Services:
-    return current_app.extensions["mailconnect"]
-
-
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 KNOWN_ERROR_CODES = frozenset(code.value for code in ErrorCode)
 
 
 @blueprint.post("/connect")
+@documented(
+    200, Accepted, json=BulkBody, query=JobOptionsQuery, headers=IdempotencyHeaders,
+    bodies={"text/csv": {"schema": {"type": "string"}},
+            "multipart/form-data": {"schema": {
+                "type": "object", "required": ["file"],
+                "properties": {"file": {"type": "string", "format": "binary",
+                                        "description": "the CSV"}}}}},
+    errors=[400, 413, 415, (422, "the body is not an array, is empty, or a CSV is malformed; "
+                                 "or callbackUrl or Idempotency-Key is invalid")])
 @rate_limited(Category.BULK)
 def connect():
-    services = _services()
+    """Bulk connect: accept a batch (JSON array, CSV, or a multipart `file`) and test it in
+    the background. A bad row does not fail the request: the status reports it as invalid."""
+    s = services()
     options = _job_options("connect")
     replay = _replay(options)
     if replay is not None:
         return replay
-    batch = _read_batch(services.settings.max_accounts_per_request)
-    submitted = submit_job(services.db, services.cipher, services.clock, g.team_id,
+    batch = _read_batch(s.settings.max_accounts_per_request)
+    submitted = submit_job(s.db, s.cipher, s.clock, g.team_id,
                            batch.records, batch.ignored_columns, options=options,
-                           policy=services.settings.host_policy)
+                           policy=s.settings.host_policy)
     return _accepted(submitted)
 
 
 @blueprint.post("/reconnect")
+@documented(200, Accepted, json=ReconnectBody, query=JobOptionsQuery,
+            headers=IdempotencyHeaders, errors=[400, 413, 415, 422])
 @rate_limited(Category.BULK)
 def reconnect():
     """Re-test stored accounts (Saleshandy's reconnect): a job like a bulk connect."""
-    services = _services()
+    s = services()
     options = _job_options("reconnect")
     replay = _replay(options)
     if replay is not None:
@@ -96,10 +117,10 @@ def reconnect():
     ids = json_body(request.get_data())
     if not isinstance(ids, list) or not ids:
         raise ApiError(422, "body: must be a non-empty JSON array of account ids")
-    limit = services.settings.max_accounts_per_request
+    limit = s.settings.max_accounts_per_request
     if len(ids) > limit:
         raise ApiError(413, f"body: has {len(ids)} ids; at most {limit} per request")
-    return _accepted(submit_reconnect(services.db, services.clock, g.team_id, ids, options))
+    return _accepted(submit_reconnect(s.db, s.clock, g.team_id, ids, options))
 
 
 def _job_options(kind: str) -> JobOptions:
@@ -143,9 +164,9 @@ def _replay(options: JobOptions):
     """The answer to a request whose Idempotency-Key already made a job; None otherwise."""
     if options.idempotency is None:
         return None
-    services = _services()
+    s = services()
     try:
-        job_id = replayed_job(services.db, services.clock.now(), g.team_id,
+        job_id = replayed_job(s.db, s.clock.now(), g.team_id,
                               options.idempotency)
     except IdempotencyMismatch:
         raise _key_reused() from None
@@ -200,25 +221,28 @@ def _read_batch(max_rows: int) -> Batch:
 
 
 @blueprint.get("/connect/status/<request_id>")
+@documented(200, StatusAnswer, errors=[404, (503, "the database cannot be reached, or the "
+                                                  "report store cannot sign a link")])
 @rate_limited(Category.POLL)
 def connect_status(request_id: str):
+    """A job's progress, counts by error code, and its report links once it has ended."""
     return jsonify({"payload": _status(request_id)})
 
 
 def _status(request_id: str) -> dict:
-    services = _services()
-    view = job_view(services.db, g.team_id, request_id)
+    s = services()
+    view = job_view(s.db, g.team_id, request_id)
     if view is None:
         raise _not_found(request_id)
     return _payload(view)
 
 
 def _payload(view: JobView) -> dict:
-    services = _services()
+    s = services()
     try:
-        return status_payload(view, services.store, services.clock,
-                              services.settings.report_url_ttl_seconds,
-                              services.settings.job_retention_days)
+        return status_payload(view, s.store, s.clock,
+                              s.settings.report_url_ttl_seconds,
+                              s.settings.job_retention_days)
     except StorageError as exc:
         log.error("report link for %s: %s", view.job_id, exc)
         raise ApiError(503, "reportURL: the report store cannot sign a link right now; "
@@ -230,11 +254,13 @@ def _not_found(request_id: str) -> ApiError:
 
 
 @blueprint.post("/connect/<request_id>/cancel")
+@documented(202, StatusAnswer, errors=[404, (409, "the job has already ended")])
 @rate_limited(Category.BULK)
 def cancel(request_id: str):
-    services = _services()
+    """Cancel a queued or running job: untested rows become cancelled."""
+    s = services()
     try:
-        outcome = cancel_job(services.db, services.clock, g.team_id, request_id)
+        outcome = cancel_job(s.db, s.clock, g.team_id, request_id)
     except JobNotFound:
         raise _not_found(request_id) from None
     except JobEnded as exc:
@@ -247,12 +273,16 @@ def cancel(request_id: str):
 
 
 @blueprint.post("/connect/<request_id>/retry")
+@documented(200, Accepted, query=RetryQuery, errors=[
+    404, (409, "the job has not ended, or has no failed rows with those codes"),
+    (422, "an unknown error code, or an invalid callbackUrl")])
 @rate_limited(Category.BULK)
 def retry(request_id: str):
-    services = _services()
+    """Re-test an ended job's failed rows, with their stored credentials, as a new job."""
+    s = services()
     codes = _codes()
     try:
-        submitted = retry_failed_rows(services.db, services.clock, g.team_id, request_id,
+        submitted = retry_failed_rows(s.db, s.clock, g.team_id, request_id,
                                       codes, callback_url=_callback_url())
     except JobNotFound:
         raise _not_found(request_id) from None
@@ -280,28 +310,20 @@ def _codes() -> set[str] | None:
 
 
 @blueprint.get("/connect/jobs")
+@documented(200, JobsAnswer, query=JobsQuery, errors=[(422, "page or limit is out of range")])
 @rate_limited(Category.POLL)
 def jobs():
-    services = _services()
-    page = _int_arg("page", 1, 1, 10**9)
-    limit = _int_arg("limit", 20, 1, 100)
-    found = list_jobs(services.db, g.team_id, page, limit)
+    """The team's jobs, newest first."""
+    s = services()
+    page = query_int(JobsQuery, "page")
+    limit = query_int(JobsQuery, "limit")
+    found = list_jobs(s.db, g.team_id, page, limit)
     return jsonify({"payload": {
         "jobs": [job_summary(view) for view in found.jobs],
         "page": page,
         "limit": limit,
         "total": found.total,
     }})
-
-
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    number = whole_number(raw, low, high)
-    if number is None:
-        raise ApiError(422, f"{name}: must be a whole number from {low} to {high}")
-    return number
 
 
 def _publish(send, job_id: str) -> None:

@@ -31,11 +31,12 @@ from app.dialects import lemlist, mailreach, smartlead
 from app.dialects.mapping import Mapped, detail, message_of, to_record, vendor_errors
 from app.importing.rows import FieldError, detected_notes, validate_row
 from app.jobs.loginquota import TEAM_LOGIN_QUOTA, QuotaExceeded
-from app.services import Services
-from app.web.accounts import _slots as host_slots
+from app.web import schemas
 from app.web.auth import authenticate, presented_key
+from app.web.common import services, slots
 from app.web.errors import ApiError
 from app.web.guards import json_body
+from app.web.openapi import API_KEY_HEADER, API_KEY_QUERY, BASIC, documented
 from app.web.ratelimit import Category, rate_limited
 
 # Far beyond any account id (ids stop at 2**63 - 1): Smartlead's `id` must fit one.
@@ -48,10 +49,6 @@ class Vendor:
     key: Callable[[], str]  # the API key the request carries, "" when none
     key_field: str  # where the key goes, named in 401 errors
     key_hint: str
-
-
-def _services() -> Services:
-    return current_app.extensions["mailconnect"]
 
 
 def _error(vendor: Vendor, status: int, message: str,
@@ -115,6 +112,10 @@ blueprints = (smartlead_blueprint, mailreach_blueprint, lemlist_blueprint)
 
 
 @smartlead_blueprint.post("/api/v1/email-accounts/save")
+@documented(200, schemas.SmartleadAnswer, json=schemas.vendor_body(smartlead.DIALECT),
+            error_model=schemas.OkFalseError, security=[API_KEY_QUERY], tag="smartlead", errors=[
+                (400, "a login failed: the account is saved all the same (status 0)"),
+                (404, "`id` names no account of this team"), 413, 415, 422])
 @rate_limited(Category.SINGLE)
 def smartlead_save() -> tuple[Response, int]:
     """Create, or with `id` update, one account (Smartlead's save)."""
@@ -128,6 +129,9 @@ def smartlead_save() -> tuple[Response, int]:
 
 @mailreach_blueprint.post("/v1/imap_auth")
 @mailreach_blueprint.post("/api/v1/imap_auth")  # the path MailReach's own example calls
+@documented(200, schemas.MailReachAnswer, json=schemas.vendor_body(mailreach.DIALECT),
+            error_model=schemas.MailReachError, security=[API_KEY_HEADER], tag="mailreach",
+            errors=[413, 415, 422])
 @rate_limited(Category.SINGLE)
 def mailreach_imap_auth() -> tuple[Response, int]:
     """Create or update (by email) one account by authenticating it (MailReach's imap_auth)."""
@@ -135,6 +139,10 @@ def mailreach_imap_auth() -> tuple[Response, int]:
 
 
 @lemlist_blueprint.post("/api/user/email-accounts")
+@documented(200, schemas.LemlistAnswer, json=schemas.vendor_body(lemlist.DIALECT),
+            error_model=schemas.OkFalseError, security=[BASIC], tag="lemlist", errors=[
+                (400, "a field is invalid, or a login failed: the account is saved all the "
+                      "same (status 0), and the answer carries its id"), 413, 415])
 @rate_limited(Category.SINGLE)
 def lemlist_connect() -> tuple[Response, int]:
     """Connect one custom SMTP/IMAP account (lemlist's email-accounts)."""
@@ -171,22 +179,22 @@ def _smartlead_id(body: Any) -> int | None:
 
 def _connect(vendor: Vendor, mapped: Mapped) -> tuple[Response, int]:
     """Our single connect: validate, test now, save whatever the result."""
-    s = _services()
+    s = services()
     checked = validate_row(mapped.record, mx=s.mx_resolvers(), policy=s.settings.host_policy)
     if isinstance(checked, list):
         raise _invalid(vendor, vendor_errors(vendor.module.DIALECT, mapped, checked))
     result = connect_account(s.db, s.cipher, s.clock, s.prober, g.team_id, checked,
-                             slots=host_slots(), tokens=s.tokens)
+                             slots=slots(), tokens=s.tokens)
     filled = [*checked.filled, *detected_notes(result.probe)]
     return _answer(vendor, result.account_id, mapped, filled, updated=False)
 
 
 def _update(vendor: Vendor, mapped: Mapped, account_id: int) -> tuple[Response, int]:
     """Our PATCH of a stored account: merged, validated, re-tested, fenced by version."""
-    s = _services()
+    s = services()
     try:
         updated = update_account(s.db, s.cipher, s.clock, s.prober, g.team_id, account_id,
-                                 mapped.record, slots=host_slots(),
+                                 mapped.record, slots=slots(),
                                  policy=s.settings.host_policy, tokens=s.tokens)
     except InvalidChange as exc:
         raise _invalid(vendor, vendor_errors(vendor.module.DIALECT, mapped, exc.errors)) \
@@ -204,7 +212,7 @@ def _update(vendor: Vendor, mapped: Mapped, account_id: int) -> tuple[Response, 
 def _answer(vendor: Vendor, account_id: int | None, mapped: Mapped, filled: list[str],
             updated: bool) -> tuple[Response, int]:
     # The stored account, read back: every vendor's answer describes what was saved.
-    account = get_account(_services().db, g.team_id, account_id) if account_id else None
+    account = get_account(services().db, g.team_id, account_id) if account_id else None
     if account is None:
         raise ApiError(404, f"id: account {account_id} was deleted while it was being saved")
     view = account_view(account)

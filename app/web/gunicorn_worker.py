@@ -3,7 +3,8 @@
 Requests gunicorn refuses before the app sees them (a request line over 4094 bytes, too many
 or too long headers, a malformed request line or header) get an HTML page from
 `Worker.handle_error`. This worker lets gunicorn decide the status, log and access-log as usual,
-then sends the API's error shape instead: `{"message": "field: what is wrong"}`.
+then sends the API's error shape instead (app/web/errors.py):
+`{"message": "field: what is wrong", "errors": [{"field": ..., "message": ...}]}`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 from gunicorn import util
 from gunicorn.http import errors
 from gunicorn.workers.gthread import ThreadWorker
+
+from app.web.errors import INTERNAL_ERROR, error_body
 
 # What each refusal is about, as the API's messages name a field.
 _FIELDS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
@@ -47,7 +50,7 @@ class JsonErrorWorker(ThreadWorker):
 
 def error_response(status_line: bytes, message: str) -> bytes:
     """A complete HTTP/1.1 response carrying the API's JSON error body."""
-    body = json.dumps({"message": message}).encode()
+    body = json.dumps(error_body(message)).encode()
     head = (status_line + b"\r\nConnection: close\r\nContent-Type: application/json\r\n"
             + b"Content-Length: %d\r\n\r\n" % len(body))
     return head + body
@@ -61,7 +64,7 @@ _QUOTES_HEADERS = (errors.InvalidHeader, errors.InvalidHeaderName, errors.Obsole
 
 def _message(status: int, exc: BaseException) -> str:
     if status >= 500:
-        return "internal error; the request was not processed"
+        return INTERNAL_ERROR
     for kinds, text in _FIELDS:
         if isinstance(exc, kinds):
             return text if isinstance(exc, _QUOTES_HEADERS) else f"{text} ({exc})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, current_app, g, jsonify, redirect, request
+from flask import Blueprint, g, jsonify, redirect, request
 
 from app.accounts.management import connect_account, save_untested
 from app.accounts.slots import HostBusy
@@ -24,11 +24,12 @@ from app.oauth.consent import (
     with_query,
 )
 from app.oauth.tokens import RefreshFailed
-from app.services import Services
-from app.web.accounts import _invalid, _json_object, _slots
 from app.web.auth import require_team
+from app.web.common import invalid, json_object, services, slots
 from app.web.errors import ApiError
+from app.web.openapi import documented
 from app.web.ratelimit import Category, rate_limited
+from app.web.schemas import OAuthCallbackQuery, OAuthStartBody, OAuthStarted
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +40,18 @@ start_blueprint.before_request(require_team)
 callback_blueprint = Blueprint("oauth_callback", __name__)
 
 
-def _services() -> Services:
-    return current_app.extensions["mailconnect"]
-
-
 @start_blueprint.post("/start")
+@documented(200, OAuthStarted, json=OAuthStartBody, errors=[400, 413, 415, 422])
 @rate_limited(Category.MANAGE)
 def start():
-    s = _services()
-    body = _json_object()
+    """Start a browser consent: send the person to `authorizeUrl`."""
+    s = services()
+    body = json_object()
     provider, email, redirect_url = (body.get(k) for k in ("provider", "email", "redirectUrl"))
     server = {k: body[k] for k in SERVER_FIELDS if body.get(k) not in (None, "")}
     errors = check_start(provider, email, server, redirect_url, s.settings.host_policy)
     if errors:
-        raise _invalid(errors)
+        raise invalid(errors)
     try:
         app = load_oauth_app(s.db, s.cipher, g.team_id, provider)
     except CredentialError as exc:
@@ -69,8 +68,14 @@ def start():
 
 
 @callback_blueprint.get("/oauth/callback")
+@documented(302, query=OAuthCallbackQuery, public=True, answer_headers={"Location": {
+    "description": "the start's redirectUrl with accountId and status, or error",
+    "schema": {"type": "string", "format": "uri"}}}, errors=[
+    (400, "the state is unknown, expired or already used"),
+    (503, "the database cannot be reached")])
 def callback():
-    s = _services()
+    """The provider sends the browser back here; the single-use state authenticates."""
+    s = services()
     try:
         pending = claim_consent(s.db, s.cipher, s.clock, request.args.get("state", ""))
     except ConsentError as exc:
@@ -110,7 +115,7 @@ def callback():
     account = checked.with_tokens(tokens)
     try:
         result = connect_account(s.db, s.cipher, s.clock, s.prober, pending.team_id, account,
-                                 slots=_slots(pending.team_id), tokens=s.tokens)
+                                 slots=slots(pending.team_id), tokens=s.tokens)
     except (HostBusy, QuotaExceeded) as exc:
         # The consent is spent and cannot be replayed: keep its tokens on an untested account,
         # so a /test later needs no new consent.

@@ -34,13 +34,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from flask import Flask, current_app, g, jsonify
+from flask import Flask, current_app, g
 from flask.wrappers import Response
 from limits import RateLimitItem
 from limits.storage import MemoryStorage, RedisStorage
 
 from app.config import Settings, parse_rate_limit
 from app.web.auth import presented_key
+from app.web.errors import error_response
 
 log = logging.getLogger(__name__)
 
@@ -192,15 +193,10 @@ def _caller() -> str:
 
 
 def _too_many(category: Category, count: Count) -> Response:
-    response = jsonify({
-        "message": f"x-api-key: more than {count.limit} {DESCRIPTION[category]} for this "
-                   f"API key; retry in {count.reset_in} s",
-        "errorCode": "rate_limited",
-        "category": category.value,
-        "limit": str(count.limit),
-        "retryAfter": count.reset_in,
-    })
-    response.status_code = 429
+    response = error_response(
+        429, f"x-api-key: more than {count.limit} {DESCRIPTION[category]} for this API key; "
+             f"retry in {count.reset_in} s",
+        retry_after=count.reset_in, errorCode="rate_limited", category=category.value,
+        limit=str(count.limit), retryAfter=count.reset_in)
     response.headers.update(count.headers())
-    response.headers["Retry-After"] = str(count.reset_in)
     return response

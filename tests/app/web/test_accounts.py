@@ -184,7 +184,8 @@ def test_single_connect_refuses_control_characters_in_hosts_and_user_names(clien
     response = client.post(f"{BASE}/smtp-imap/connect", json=body, headers=headers(api_key))
     assert response.status_code == 422, response.json
     errors = {e["field"]: e["message"] for e in response.json["errors"]}
-    assert set(errors) == {"smtpHost", "imapUserName"}
+    # Named as the client sent them, not by the flat names they are validated under.
+    assert set(errors) == {"payload.smtp.host", "payload.imap.userName"}
     assert all("control characters" in message for message in errors.values())
     assert "LOGOUT" not in str(response.json), "the refused value is not echoed back"
 
@@ -207,7 +208,7 @@ def test_single_connect_validation_names_every_field(client, api_key, mail_serve
     response = client.post(f"{BASE}/smtp-imap/connect", json=body, headers=headers(api_key))
     assert response.status_code == 422
     assert {e["field"] for e in response.json["errors"]} == {
-        "smtpPort", "imapEncryption", "emailServiceProvider"}
+        "payload.smtp.port", "payload.imap.encryption", "emailServiceProvider"}
     for bad_body, status in (("[1]", 422), ("{", 400)):
         response = client.post(f"{BASE}/smtp-imap/connect", data=bad_body,
                                content_type="application/json", headers=headers(api_key))

@@ -50,7 +50,9 @@ def test_the_app_as_built_refuses_a_revoked_key_a_second_later(client, services,
     refused = client.get(STATUS, headers={"x-api-key": api_key})
     assert refused.status_code == 401
     assert refused.get_json() == {
-        "message": "x-api-key: is not a valid API key (unknown or revoked)"}
+        "message": "x-api-key: is not a valid API key (unknown or revoked)",
+        "errors": [{"field": "x-api-key", "message": "is not a valid API key (unknown or "
+                                                     "revoked)"}]}
 
 
 def test_requests_stamp_the_key_last_used_once(client, services, api_key):

@@ -11,6 +11,7 @@ import pytest
 
 from app.devserver import free_port, wait_for_port
 from app.web.gunicorn_worker import error_response
+from tests.app.web.error_shape import assert_error_shape
 from tests.bench.environment import procfile_web
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -79,6 +80,7 @@ def test_every_refusal_gunicorn_makes_is_a_json_error(web):
         assert got == status, (name, got, body[:200])
         assert headers["content-type"] == "application/json", (name, headers)
         assert int(headers["content-length"]) == len(body), name
+        assert_error_shape(json.loads(body))
         message = json.loads(body)["message"]
         assert message.startswith(field), (name, message)
         assert ":" in message, (name, message)
@@ -95,7 +97,8 @@ def test_error_response_is_well_formed_http():
     raw = error_response(b"HTTP/1.1 414 URI Too Long", 'path: "quoted" \u00fc')
     head, _, body = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 414 URI Too Long\r\n")
-    assert json.loads(body) == {"message": 'path: "quoted" \u00fc'}
+    assert json.loads(body) == {"message": 'path: "quoted" \u00fc', "errors": [
+        {"field": "path", "message": '"quoted" \u00fc'}]}
     assert f"Content-Length: {len(body)}".encode() in head
 
 

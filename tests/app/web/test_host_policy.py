@@ -55,8 +55,8 @@ def test_single_connect_refuses_a_banned_host_before_testing(client, api_key, se
                                headers=headers(api_key))
         assert response.status_code == 422, response.json
         assert {e["field"]: e["message"] for e in response.json["errors"]} == {
-            "smtpHost": "localhost is not allowed: this service refuses localhost",
-            "imapHost": "localhost is not allowed: this service refuses localhost"}
+            "payload.smtp.host": "localhost is not allowed: this service refuses localhost",
+            "payload.imap.host": "localhost is not allowed: this service refuses localhost"}
     assert accounts(services) == 0
 
 
@@ -67,7 +67,7 @@ def test_single_connect_refuses_a_port_outside_the_list(client, api_key, service
                            json=single(mail_server, "alice@example.test"),
                            headers=headers(api_key))
     assert response.status_code == 422
-    assert [e["field"] for e in response.json["errors"]] == ["imapPort"]
+    assert [e["field"] for e in response.json["errors"]] == ["payload.imap.port"]
     assert str(mail_server.imaps_port) in response.json["errors"][0]["message"]
     assert accounts(services) == 0
 

@@ -33,6 +33,7 @@ from app.accounts.slots import HostSlots
 from app.importing.rows import KNOWN_FIELDS, validate_row
 from app.jobs.hostgate import OpenGate
 from app.teams import team_for_key
+from tests.app.web.error_shape import assert_error_shape
 from tests.app.web.test_bad_input import NoNetworkProber
 from tests.factories import bulk_row
 
@@ -111,6 +112,7 @@ def assert_refused(response, request: Request) -> None:
     assert response.is_json, (response.status_code, response.data[:300], where)
     message = response.json["message"]
     assert NAMES_A_FIELD.match(message), (message, where)
+    assert_error_shape(response.json)
 
 
 def run_corpus(target: Target, endpoint: str, requests: st.SearchStrategy[Request],
@@ -743,6 +745,7 @@ def test_numbers_out_of_a_floats_range_are_refused(target):
     bulk = target.client.post(f"{BASE}/connect", data=b"[" + dumps(bulk_row()) + b"," + body
                               + b"]", headers=headers)
     assert bulk.status_code == 400 and bulk.json["message"] == f"[1].smtpPort: {message}"
+    assert bulk.json["errors"] == [{"row": 2, "field": "smtpPort", "message": message}]
     # Within a float's range, a port that is no port is the row's smtpPort error.
     huge = target.client.post(f"{BASE}/smtp-imap/connect",
                               data=dumps({**bulk_row(), "smtpPort": 10**400}), headers=headers)

@@ -60,9 +60,11 @@ def test_the_61st_single_test_in_a_minute_is_429_counted_across_web_processes(
     assert refused.headers["RateLimit-Limit"] == "60"
     assert refused.headers["RateLimit-Remaining"] == "0"
     assert refused.headers["RateLimit-Reset"] == str(retry_after)
+    what = f"more than 60 per 1 minute single-account tests for this API key; retry in " \
+           f"{retry_after} s"
     assert refused.json == {
-        "message": "x-api-key: more than 60 per 1 minute single-account tests for this API "
-                   f"key; retry in {retry_after} s",
+        "message": f"x-api-key: {what}",
+        "errors": [{"field": "x-api-key", "message": what}],
         "errorCode": "rate_limited", "category": "single", "limit": "60 per 1 minute",
         "retryAfter": retry_after}
     # /test and PATCH share the category's count: they are single-account tests too.
