@@ -10,17 +10,11 @@ from typing import Any
 
 import yaml
 
+from tests.test_procfile import procfile  # noqa: F401  (the one Procfile reader)
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
-
-
-def procfile() -> dict[str, str]:
-    entries = {}
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        name, _, command = line.partition(":")
-        entries[name.strip()] = command.strip()
-    return entries
 
 
 @dataclass
