@@ -8,7 +8,7 @@ from app.config import Settings, load_settings
 from app.jobs.queue import JobQueue
 from app.services import Services, build_services
 from app.teams import KeyCache
-from app.web import accounts, connect, oauth
+from app.web import accounts, connect, oauth, pages
 from app.web.errors import register_error_handlers
 from app.web.ratelimit import install_rate_limits
 
@@ -36,6 +36,7 @@ def create_app(
     app.register_blueprint(accounts.blueprint)
     app.register_blueprint(oauth.start_blueprint)
     app.register_blueprint(oauth.callback_blueprint)
+    app.register_blueprint(pages.blueprint)
     install_rate_limits(app, settings)
 
     @app.get("/healthz")
