@@ -15,6 +15,9 @@ same-origin.
 Anything else is a 403 page. `form-action 'self'` and `frame-ancestors 'none'` in the page's
 Content-Security-Policy keep the forms from being framed or pointed elsewhere.
 
+A link followed from another site arrives without the cookie (that is what Strict means), so
+such a visit answers a page that reloads itself at once, from this site, with the cookie.
+
 Refresh. While the job runs the page reloads itself with a meta refresh (no script: the
 policy allows none); once the job has ended the tag is left out, so the reloading stops.
 Each load counts as a poll against the key's limit (Category.POLL).
@@ -81,6 +84,10 @@ def job_page(request_id: str) -> Any:
     # API's JSON one that a routing miss would get.
     job_id = _job_id(request_id)
     key = request.cookies.get(COOKIE, "")
+    if not key and request.headers.get("Sec-Fetch-Site") == "cross-site":
+        # Followed from another site (a link in a mail or a chat): SameSite=Strict kept the
+        # cookie back. Reloading from this page is a same-site navigation, which carries it.
+        return _error_page(200, "Opening the import", "Opening the import…", refresh=0)
     team_id = _team_for(key)
     if team_id is None:
         error = "The API key this browser kept is no longer valid; enter one." if key else None

@@ -340,6 +340,14 @@ def test_the_page_in_chromium(live_app, browser, services, settings, api_key, ma
         SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(shot, SCREENSHOT)
 
+    # A link from another site: SameSite=Strict holds the cookie back on that navigation,
+    # and the page reloads itself from this site to get it.
+    other_site = context.new_page()
+    other_site.set_content(f'<a id="link" href="{live_app.url}{page_path}">the import</a>')
+    other_site.click("#link")
+    expect(other_site.locator("#status")).to_have_text("completed")
+    other_site.close()
+
     # Forgetting the key brings the form back.
     page.click("#logout")
     expect(page.locator("#apiKey")).to_be_visible()
