@@ -8,7 +8,7 @@ from app.config import Settings, load_settings
 from app.jobs.queue import JobQueue
 from app.services import Services, build_services
 from app.teams import KeyCache
-from app.web import accounts, connect, dialects, oauth
+from app.web import accounts, connect, dialects, oauth, pages
 from app.web.errors import register_error_handlers
 from app.web.openapi import documented, install_openapi
 from app.web.ratelimit import install_rate_limits
@@ -40,6 +40,7 @@ def create_app(
     app.register_blueprint(oauth.callback_blueprint)
     for blueprint in dialects.blueprints:
         app.register_blueprint(blueprint)
+    app.register_blueprint(pages.blueprint)
 
     @app.get("/healthz")
     @documented(200, Health, public=True, tag="service")

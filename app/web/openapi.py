@@ -43,6 +43,7 @@ BEARER = "bearer"
 API_KEY_QUERY = "apiKeyQuery"
 API_KEY_HEADER = "apiKeyHeader"
 BASIC = "basicKey"
+PAGE_COOKIE = "pageCookie"  # the status page's (app/web/pages.py)
 
 DESCRIPTION = """Onboard email sending accounts in bulk: POST a batch of mailboxes, workers test
 each SMTP and IMAP login for real, poll the status, download the report.
@@ -145,6 +146,9 @@ def install_openapi(app: Flask) -> None:
             SecurityScheme(name=BASIC, data=SecuritySchemeData(
                 type="http", scheme="basic",
                 description="lemlist's dialect: any user name, the API key as the password")),
+            SecurityScheme(name=PAGE_COOKIE, data=SecuritySchemeData(
+                type="apiKey", name="mailconnect_key", field_in="cookie",
+                description="the status page: the API key its login form keeps")),
         ],
         security=[{API_KEY: []}, {BEARER: []}],
     )
@@ -259,8 +263,8 @@ def _complete_operation(operation: dict[str, Any], doc: Doc, limited: bool) -> N
             headers.update(RETRY_AFTER)
         if code == str(doc.status):
             headers.update(doc.answer_headers)
-            if doc.answer_type:
-                answer["content"] = {doc.answer_type: {"schema": {"type": "string"}}}
+        if doc.answer_type:  # a page: its errors are pages too
+            answer["content"] = {doc.answer_type: {"schema": {"type": "string"}}}
         if headers:
             answer["headers"] = copy.deepcopy(headers)
 

@@ -169,13 +169,26 @@ def install_rate_limits(app: Flask, settings: Settings) -> RateLimiter | None:
 def _counted(view: Callable, category: Category) -> Callable:
     @functools.wraps(view)
     def counted(*args: Any, **kwargs: Any) -> Any:
-        limiter: RateLimiter = current_app.extensions[EXTENSION]
-        count = limiter.count(category, _caller())
-        if count.exceeded:
+        # g.team_id and g.api_key: set by authenticate() before any limited view runs,
+        # wherever the request carried the key (header, query string, HTTP Basic).
+        count = count_call(category, g.team_id, g.get("api_key") or presented_key())
+        if count is not None and count.exceeded:
             return _too_many(category, count)
-        g.rate_limit_count = count  # for the answer's headers, whatever the view answers
         return view(*args, **kwargs)
     return counted
+
+
+def count_call(category: Category, team_id: int, key: str) -> Count | None:
+    """Count one call of a team's key; None when rate limits are off. For views that find
+    the key elsewhere than in the headers (the status page's cookie): they answer an exceeded
+    count in their own way. The count's headers go on the answer, whatever it is."""
+    limiter: RateLimiter | None = current_app.extensions.get(EXTENSION)
+    if limiter is None:
+        return None
+    count = limiter.count(category, _caller(team_id, key))
+    if not count.exceeded:
+        g.rate_limit_count = count  # for the answer's headers, whatever the view answers
+    return count
 
 
 def _add_headers(response: Response) -> Response:
@@ -185,11 +198,11 @@ def _add_headers(response: Response) -> Response:
     return response
 
 
-def _caller() -> str:
-    # Set by authenticate() before any limited view runs. A prefix of the key's SHA-256 tells
-    # keys apart without putting the key, or the hash the database looks keys up by, in Redis.
-    digest = hashlib.sha256((g.get("api_key") or presented_key()).encode()).hexdigest()[:16]
-    return f"team{g.team_id}:key{digest}"
+def _caller(team_id: int, key: str) -> str:
+    # A prefix of the key's SHA-256 tells keys apart without putting the key, or the hash the
+    # database looks keys up by, in Redis.
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return f"team{team_id}:key{digest}"
 
 
 def _too_many(category: Category, count: Count) -> Response:
