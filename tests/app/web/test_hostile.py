@@ -33,6 +33,7 @@ from app.accounts.slots import HostSlots
 from app.importing.rows import KNOWN_FIELDS, validate_row
 from app.jobs.hostgate import OpenGate
 from app.teams import team_for_key
+from app.web.schemas import MailReachError, OkFalseError
 from tests.app.web.error_shape import assert_error_shape
 from tests.app.web.test_bad_input import NoNetworkProber
 from tests.factories import bulk_row
@@ -779,6 +780,8 @@ def _dialect_cases():
 @pytest.mark.parametrize("path, dialect, seed, auth", _dialect_cases(),
                          ids=["smartlead", "mailreach", "lemlist"])
 def test_dialect_corpus(target, path, dialect, seed, auth):
+    error_model = {"smartlead": OkFalseError, "mailreach": MailReachError,
+                   "lemlist": OkFalseError}[dialect.name]
     """Each vendor's endpoint: its seed body with one field hostile (the values its field of
     ours refuses) or missing, broken bodies, and bad keys; the vendor's key is added to all
     but the last."""
@@ -797,9 +800,17 @@ def test_dialect_corpus(target, path, dialect, seed, auth):
     missing = st.sampled_from(dialect.required).map(
         lambda name: {k: v for k, v in seed.items() if k != name})
     not_object = st.one_of(JSON_SCALARS, st.lists(JSON_VALUES, max_size=3))
+    def refused_in_vendor_shape(response, request: Request) -> None:
+        where = (request.method, request.path[:120], request.query, (request.data or b"")[:200])
+        assert 400 <= response.status_code < 500, (response.status_code, response.data[:300],
+                                                    where)
+        assert response.is_json, (response.status_code, response.data[:300], where)
+        assert NAMES_A_FIELD.match(response.json["message"]), (response.json, where)
+        error_model.model_validate(response.json)
+
     run_corpus(target, f"POST {path}", st.one_of(
         st.one_of(hostile, missing).map(lambda b: authed(Request("POST", path, json_type,
                                                                   dumps(b)))),
         body_failures("POST", path, not_object).map(authed),
         auth_failures("POST", path),
-    ))
+    ), check=refused_in_vendor_shape)
