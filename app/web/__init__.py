@@ -10,6 +10,7 @@ from app.services import Services, build_services
 from app.teams import KeyCache
 from app.web import accounts, connect, oauth
 from app.web.errors import register_error_handlers
+from app.web.ops import install_ops
 from app.web.ratelimit import install_rate_limits
 
 
@@ -37,6 +38,7 @@ def create_app(
     app.register_blueprint(oauth.start_blueprint)
     app.register_blueprint(oauth.callback_blueprint)
     install_rate_limits(app, settings)
+    install_ops(app, settings, services)
 
     @app.get("/healthz")
     def healthz():
