@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -133,6 +134,13 @@ def prepare_multiprocess(directory: Path) -> Path:
     chosen = Path(os.environ.setdefault(MULTIPROC_ENV, str(directory)))
     chosen.mkdir(parents=True, exist_ok=True)
     forget_dead_processes(chosen)
+    # prometheus_client picks its value storage when first imported, and something may have
+    # imported it already (Celery loads its command plugins, Flower's among them, before any
+    # worker hook runs): pick again, now that the directory is set. Only metrics created from
+    # here on use it, which is why the recorder is created after this.
+    values = sys.modules.get("prometheus_client.values")
+    if values is not None:
+        values.ValueClass = values.get_value_class()
     return chosen
 
 

@@ -443,6 +443,9 @@ def record_result(db: Database, clock: Clock, claim: ClaimedRow, probe: AccountP
         return RowOutcome(recorded=False, job_id=claim.job_id, row_id=claim.row_id)
     logs.bind(account_id=values["account_id"])
     metrics.rows_finished("connected" if verified else "failed")
+    # The line's context names the row, its job and its account; the code says why.
+    log.debug("row recorded: %s%s", "connected" if verified else "failed",
+              "" if verified else f" ({code})")
     return RowOutcome(recorded=True, job_id=claim.job_id, row_id=claim.row_id,
                       job_finished=finished)
 

@@ -110,11 +110,13 @@ class RecordingClient:
 
 
 @contextmanager
-def web(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, Process]]:
+def web(env: dict[str, str], tmp_path: Path, workers: int = 1
+        ) -> Iterator[tuple[str, Process]]:
     """gunicorn exactly as the Procfile's `web` line starts it."""
     port = free_port()
     process = Process("web", ["bash", "-c", f"exec {procfile_web()}"],
-                      {**env, "PORT": str(port), "WEB_CONCURRENCY": "1", "WEB_THREADS": "4"},
+                      {**env, "PORT": str(port), "WEB_CONCURRENCY": str(workers),
+                       "WEB_THREADS": "4"},
                       tmp_path / "web.log")
     try:
         wait_for_port(port, process.popen, "gunicorn")
@@ -273,6 +275,13 @@ def assert_search_would_see_a_leak(search: LeakSearch, places: list[Place],
     assert b"DEBUG" in logs["worker.log"] and b"mailconnect.run_rows" in logs["worker.log"]
     assert b"mailconnect.sweep" in logs["beat.log"]
     assert b"POST /v1/email-accounts/connect" in logs["web.log"]
+    # The logs were searched in the format production writes: JSON events naming their job.
+    for name in ("worker.log", "web.log", "beat.log"):
+        events = [json.loads(line) for line in logs[name].splitlines() if line.startswith(b"{")]
+        assert events, name
+    worker_events = [json.loads(line) for line in logs["worker.log"].splitlines()
+                     if line.startswith(b"{")]
+    assert any("requestId" in e and "rowId" in e for e in worker_events)
     assert any(p.name.endswith("_kombu.binding.mailconnect.probe") for p in by_kind["redis"])
     commands = next(p.data for p in by_kind["redis"] if "MONITOR" in p.name)
     assert b'"LPUSH" "mailconnect.probe"' in commands and b'"HSET" "unacked"' in commands
