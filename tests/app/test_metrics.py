@@ -119,3 +119,21 @@ def test_processes_of_one_machine_add_up(tmp_path):
     assert found[("mailconnect_probe_results_total",
                   (("code", "auth_failed"), ("protocol", "imap")))] == 2
     assert found[("mailconnect_probe_duration_seconds_count", (("protocol", "imap"),))] == 2
+
+
+def test_a_worker_can_serve_its_own_metrics(recorder):
+    import requests
+
+    from app.devserver import free_port
+
+    installed = metrics.install_prometheus()  # what the worker's hook serves
+    try:
+        before = value(installed, "mailconnect_rows_processed_total", outcome="failed")
+        metrics.rows_finished("failed", 2)
+        port = free_port()
+        metrics.serve(port)
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    finally:
+        metrics.install(recorder)
+    served = samples(text)[("mailconnect_rows_processed_total", (("outcome", "failed"),))]
+    assert served - before == 2
