@@ -137,3 +137,17 @@ def test_a_worker_can_serve_its_own_metrics(recorder):
         metrics.install(recorder)
     served = samples(text)[("mailconnect_rows_processed_total", (("outcome", "failed"),))]
     assert served - before == 2
+
+
+def test_rows_final_at_intake_and_cancel_are_counted(recorder, services):
+    from app.jobs.controls import cancel_job
+    from app.teams import create_api_key
+    from tests.app.jobs.test_runner import submit
+    from tests.factories import bulk_row
+
+    team_id = create_api_key(services.db, services.clock, "acme").team_id
+    job = submit(services, team_id, [bulk_row("a@example.com"), bulk_row("b@example.com"),
+                                     bulk_row("not-an-email")])
+    assert value(recorder, "mailconnect_rows_processed_total", outcome="invalid") == 1
+    cancel_job(services.db, services.clock, team_id, job.job_id)
+    assert value(recorder, "mailconnect_rows_processed_total", outcome="cancelled") == 2
