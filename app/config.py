@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from limits import RateLimitItem, parse_many
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
@@ -121,6 +122,20 @@ class Settings(BaseSettings):
     # Scopes asked of a custom provider's consent screen.
     oauth_custom_scope: str = Field(default="openid email", alias="OAUTH_CUSTOM_SCOPE")
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")
+    # json: one JSON object per line, for log collectors; text: for people (`mailconnect dev`).
+    log_format: Literal["json", "text"] = Field(default="json", alias="LOG_FORMAT")
+    # Where the processes of one machine keep their metric values for /metrics to add up
+    # (prometheus-client's multiprocess mode); empty: $MAILCONNECT_DATA_DIR/metrics.
+    prometheus_multiproc_dir: Path | None = Field(default=None, alias="PROMETHEUS_MULTIPROC_DIR")
+    # When set, /metrics wants `Authorization: Bearer <token>`; otherwise it is open, and must
+    # only be reachable from the monitoring network.
+    metrics_token: SecretStr | None = Field(default=None, alias="METRICS_TOKEN")
+    # A Celery worker's own /metrics port, for workers on machines without a web process;
+    # 0: none (the web's /metrics already adds up the workers on its machine).
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535, alias="WORKER_METRICS_PORT")
+    # Each /readyz dependency check gives up after this long.
+    readiness_timeout_seconds: float = Field(default=2.0, gt=0, le=30,
+                                             alias="READINESS_TIMEOUT_SECONDS")
 
     @field_validator("probe_allow_networks")
     @classmethod
@@ -203,6 +218,11 @@ class Settings(BaseSettings):
             return _normalise_db_url(self.database_url)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{(self.data_dir / 'mailconnect.db').resolve()}"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Where this machine's processes keep metric values (multiprocess mode)."""
+        return (self.prometheus_multiproc_dir or self.data_dir / "metrics").resolve()
 
     @cached_property
     def allow_networks(self) -> tuple[IPNetwork, ...]:

@@ -101,6 +101,7 @@ def run_dev(port: int | None) -> int:
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, MAILCONNECT_DATA_DIR=str(data_dir))
+    env.setdefault("LOG_FORMAT", "text")  # for people at a terminal; production keeps json
     env.setdefault("DATABASE_URL", load_settings(MAILCONNECT_DATA_DIR=data_dir).sqlalchemy_url)
     port = port or settings.port
     children: list[tuple[str, subprocess.Popen]] = []

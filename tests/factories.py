@@ -33,3 +33,14 @@ def mail_row(email: str, password: str, smtp: tuple[int, str], imap: tuple[int, 
                     imapPassword=password, smtpHost=host, smtpPort=smtp[0],
                     smtpEncryption=smtp[1], imapHost=host, imapPort=imap[0],
                     imapEncryption=imap[1], **extra)
+
+
+def single_body(email: str, password: str, smtp: tuple[int, str], imap: tuple[int, str],
+           host: str = "localhost", test: bool = False) -> dict:
+    def side(port_and_encryption: tuple[int, str]) -> dict:
+        port, encryption = port_and_encryption
+        return {"emailAddress": email, "userName": email, "password": password, "host": host,
+                "port": port, "encryption": encryption}
+
+    return {"emailServiceProvider": "custom", "fromName": "Leak Test", "test": test,
+            "payload": {"smtp": side(smtp), "imap": side(imap)}}

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-
 from celery import Celery
-from celery.signals import setup_logging
 from kombu import Queue
 
 from app.config import Settings, load_settings
@@ -66,11 +63,3 @@ def make_celery(settings: Settings | None = None) -> Celery:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return app
 
-
-@setup_logging.connect
-def _configure_logging(loglevel=None, **_kwargs) -> None:
-    # Connecting this signal stops Celery from taking over the root logger.
-    logging.basicConfig(
-        level=loglevel or load_settings().log_level,
-        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
-    )

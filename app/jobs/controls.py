@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
+from app import metrics
 from app.clock import Clock
 from app.db import Database
 from app.jobs.intake import JobOptions, SubmittedJob, new_job_id, save_job
@@ -74,6 +75,7 @@ def cancel_job(db: Database, clock: Clock, team_id: int, job_id: str) -> Cancell
                     last_progress_at=now)
             .returning(jobs.c.processed, jobs.c.total)
         ).one()
+    metrics.rows_finished("cancelled", taken)
     return Cancelled(rows=taken, job_finished=processed >= total)
 
 

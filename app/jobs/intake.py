@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app import metrics
 from app.clock import Clock
 from app.credentials import CredentialCipher
 from app.db import Database
@@ -180,6 +181,7 @@ def save_job(db: Database, now: dt.datetime, job_id: str, team_id: int,
         if winner is None:
             raise
         return SubmittedJob(job_id=winner, total=0, invalid=0, replayed=True)
+    metrics.rows_finished("invalid", invalid)  # final at intake, never tested
     return SubmittedJob(job_id=job_id, total=len(rows), invalid=invalid)
 
 

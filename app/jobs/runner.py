@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import Connection, Insert, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from app import logs, metrics
 from app.accounts.autoconfig import Discoverer
 from app.accounts.detect import JobMxCache, MxResolver
 from app.accounts.retest import (
@@ -440,6 +441,11 @@ def record_result(db: Database, clock: Clock, claim: ClaimedRow, probe: AccountP
     except _LeaseLost:
         log.info("row %s was taken over by another worker; its result is theirs", claim.row_id)
         return RowOutcome(recorded=False, job_id=claim.job_id, row_id=claim.row_id)
+    logs.bind(account_id=values["account_id"])
+    metrics.rows_finished("connected" if verified else "failed")
+    # The line's context names the row, its job and its account; the code says why.
+    log.debug("row recorded: %s%s", "connected" if verified else "failed",
+              "" if verified else f" ({code})")
     return RowOutcome(recorded=True, job_id=claim.job_id, row_id=claim.row_id,
                       job_finished=finished)
 
@@ -489,6 +495,8 @@ def finish_invalid(db: Database, clock: Clock, claim: ClaimedRow, errors: list[F
         }).rowcount
         finished = mine and _count(connection, claim.job_id, now, invalid=1,
                                    code=INVALID_FIELDS)
+    if mine:
+        metrics.rows_finished("invalid")
     return RowOutcome(recorded=bool(mine), job_id=claim.job_id, row_id=claim.row_id,
                       job_finished=bool(finished))
 
@@ -669,6 +677,13 @@ class RowProcessor:
             queue.run_rows(outcome.job_id, outcome.runners)
 
     def _test(self, claim: ClaimedRow) -> RowOutcome:
+        # Every line logged while this row is tested names it, its job and (a re-test) its
+        # account; record_result adds the account a connect row saved.
+        with logs.log_context(request_id=claim.job_id, row_id=claim.row_id,
+                              account_id=claim.target.account_id if claim.target else None):
+            return self._test_row(claim)
+
+    def _test_row(self, claim: ClaimedRow) -> RowOutcome:
         if claim.settings is None:
             return record_result(self.db, self.clock, claim, None)
         if claim.settings.get(DETECT):

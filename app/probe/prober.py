@@ -12,6 +12,7 @@ import ssl
 import traceback
 from collections.abc import Awaitable, Callable
 
+from app import metrics
 from app.probe.background import LoopThread
 from app.probe.classify import classify
 from app.probe.errors import ConnectionClosed, HostNotFound, LineTooLong, ProbeError
@@ -94,11 +95,13 @@ class Prober:
             error = None if code is None else self._scrubbed(endpoint, message)
         except Exception as exc:  # noqa: BLE001 - e.g. an Endpoint of the wrong types
             code, error = _internal_error(protocol, endpoint, exc)
+        elapsed = loop.time() - started
+        metrics.protocol_probed(protocol.value, code, elapsed)
         return ProtocolResult(
             outcome="ok" if code is None else "failed",
             error_code=code,
             error=error,
-            duration_ms=round((loop.time() - started) * 1000),
+            duration_ms=round(elapsed * 1000),
             detected=detected,
         )
 

@@ -11,6 +11,7 @@ from app.teams import KeyCache
 from app.web import accounts, connect, dialects, oauth, pages
 from app.web.errors import register_error_handlers
 from app.web.openapi import documented, install_openapi
+from app.web.ops import install_ops
 from app.web.ratelimit import install_rate_limits
 from app.web.schemas import Health
 
@@ -41,6 +42,7 @@ def create_app(
     for blueprint in dialects.blueprints:
         app.register_blueprint(blueprint)
     app.register_blueprint(pages.blueprint)
+    install_ops(app, settings, services)
 
     @app.get("/healthz")
     @documented(200, Health, public=True, tag="service")

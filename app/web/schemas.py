@@ -314,6 +314,17 @@ class Health(BaseModel):
     status: Literal["ok"]
 
 
+class DependencyCheck(BaseModel):
+    ok: bool
+    ms: float = Field(description="how long the check took")
+    error: str = Field(None, description="the error's type, when not ok")
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"]
+    checks: dict[str, DependencyCheck] = Field(description="database, redis, bucket")
+
+
 class OpenApiDocument(RootModel[dict[str, Any]]):
     """This document."""
 

@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Any
 
+from app import metrics
 from app.config import load_settings
+from app.logs import gunicorn_logconfig
+
+_settings = load_settings()
 
 # gunicorn's threaded worker (what `--threads N` picks), but its own error pages are JSON too.
 worker_class = "app.web.gunicorn_worker.JsonErrorWorker"
 
+# gunicorn's own lines (errors, access log) and the app's go through one root handler in
+# LOG_FORMAT, at LOG_LEVEL. Without it the app's records reached a root logger with no
+# handler, so only warnings were printed. Workers are forked from the master and keep it.
+logconfig_dict = gunicorn_logconfig(_settings.log_level, _settings.log_format)
+
 
 def on_starting(server: Any) -> None:
-    # gunicorn sets up only its own loggers; without this the app's records reach a root
-    # logger with no handler, so LOG_LEVEL had no effect and only warnings were printed.
-    # Workers are forked from here and keep this handler.
-    logging.basicConfig(
-        level=load_settings().log_level.upper(),
-        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
-    )
+    # Several worker processes each count what they serve; /metrics adds up every process of
+    # this machine (Celery workers too) from files in one directory. Set in the master before
+    # the app (and so prometheus_client) is imported: the forked workers inherit it.
+    metrics.prepare_multiprocess(_settings.metrics_dir)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    # A dead worker's live gauges must leave the sum; its counters stay.
+    metrics.mark_process_dead(worker.pid)
 
 
 def post_worker_init(worker: Any) -> None:

@@ -12,11 +12,13 @@ from tests.servers.worker import Process
 
 
 @contextmanager
-def web(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, Process]]:
+def web(env: dict[str, str], tmp_path: Path, workers: int = 1
+        ) -> Iterator[tuple[str, Process]]:
     """gunicorn exactly as the Procfile's `web` line starts it."""
     port = free_port()
     process = Process("web", ["bash", "-c", f"exec {procfile_web()}"],
-                      {**env, "PORT": str(port), "WEB_CONCURRENCY": "1", "WEB_THREADS": "4"},
+                      {**env, "PORT": str(port), "WEB_CONCURRENCY": str(workers),
+                       "WEB_THREADS": "4"},
                       tmp_path / "web.log")
     try:
         wait_for_port(port, process.popen, "gunicorn")

@@ -15,7 +15,7 @@ from contextlib import ExitStack
 import pytest
 import requests
 
-from tests.factories import mail_row
+from tests.factories import mail_row, single_body
 from tests.servers.dovecot import start_mail_server
 from tests.servers.faults import scripted_imap, scripted_smtp
 from tests.servers.web import web
@@ -112,17 +112,6 @@ def oauth2_row(email: str, smtp: tuple[int, str], imap: tuple[int, str], **token
     return {**plain, "authType": "oauth2", "oauth2Provider": "custom", **tokens}
 
 
-def single(email: str, password: str, smtp: tuple[int, str], imap: tuple[int, str],
-           host: str = "localhost", test: bool = False) -> dict:
-    def side(port_and_encryption: tuple[int, str]) -> dict:
-        port, encryption = port_and_encryption
-        return {"emailAddress": email, "userName": email, "password": password, "host": host,
-                "port": port, "encryption": encryption}
-
-    return {"emailServiceProvider": "custom", "fromName": "Leak Test", "test": test,
-            "payload": {"smtp": side(smtp), "imap": side(imap)}}
-
-
 def drive(api: RecordingClient, mail, echo_login, echo_plain) -> list[bytes]:
     """Every way a password reaches the service; returns the files the status linked."""
     ssl = ((mail.submissions_port, "ssl"), (mail.imaps_port, "ssl"))
@@ -150,10 +139,10 @@ def drive(api: RecordingClient, mail, echo_login, echo_plain) -> list[bytes]:
     assert b"rejected: a1 LOGIN" in files[0]
 
     connected = api.call("POST", f"{accounts}/smtp-imap/connect", 200,
-                         json=single("single@leak.test", PASSWORDS["single connect"], *ssl))
+                         json=single_body("single@leak.test", PASSWORDS["single connect"], *ssl))
     assert connected["payload"]["status"] == 1, connected
     dry = api.call("POST", f"{accounts}/smtp-imap/connect", 200,
-                   json=single("dry@leak.test", PASSWORDS["dry run echoed"],
+                   json=single_body("dry@leak.test", PASSWORDS["dry run echoed"],
                                (echo_plain[0].port, "none"), (echo_plain[1].port, "none"),
                                test=True))
     assert dry["payload"]["smtpConnection"]["errorCode"] == "auth_failed", dry
@@ -240,6 +229,13 @@ def assert_search_would_see_a_leak(search: LeakSearch, places: list[Place],
     assert b"DEBUG" in logs["worker.log"] and b"mailconnect.run_rows" in logs["worker.log"]
     assert b"mailconnect.sweep" in logs["beat.log"]
     assert b"POST /v1/email-accounts/connect" in logs["web.log"]
+    # The logs were searched in the format production writes: JSON events naming their job.
+    for name in ("worker.log", "web.log", "beat.log"):
+        events = [json.loads(line) for line in logs[name].splitlines() if line.startswith(b"{")]
+        assert events, name
+    worker_events = [json.loads(line) for line in logs["worker.log"].splitlines()
+                     if line.startswith(b"{")]
+    assert any("requestId" in e and "rowId" in e for e in worker_events)
     assert any(p.name.endswith("_kombu.binding.mailconnect.probe") for p in by_kind["redis"])
     commands = next(p.data for p in by_kind["redis"] if "MONITOR" in p.name)
     assert b'"LPUSH" "mailconnect.probe"' in commands and b'"HSET" "unacked"' in commands
