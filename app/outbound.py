@@ -149,3 +149,24 @@ def _shut(held: list[socket.socket], fired: threading.Event) -> None:
         socket.socket.shutdown(held[0], socket.SHUT_RDWR)
     except OSError:  # already closed
         pass
+
+
+class DeliveryError(Exception):
+    def __init__(self, message: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def post_checked(url: str, body: bytes, headers: dict[str, str], timeout: float,
+                 allow: Iterable[IPNetwork] = (), max_answer: int = 65536,
+                 truncate: bool = False) -> tuple[int, bytes]:
+    """POST under the outbound network policy (webhooks, OAuth token requests); the
+    answer's status code and up to `max_answer` bytes of its body. DeliveryError says why
+    nothing was answered, and whether trying again may help."""
+    try:
+        answer = http_request("POST", url, body=body, headers=headers, timeout=timeout,
+                              allow=allow, max_bytes=max_answer, truncate=truncate)
+    except OutboundError as exc:
+        # A refused address stays refused; anything else (DNS, connection) may recover.
+        raise DeliveryError(str(exc), retryable=not exc.blocked) from None
+    return answer.status, answer.body

@@ -156,7 +156,7 @@ def test_the_doc_names_the_main_path() -> None:
     # Not exhaustive: the steps an engineer must find by name.
     named = set(backticked(doc_text()))
     for name in ("app.web.connect.connect", "app.jobs.intake.submit_job",
-                 "workers.publisher.CeleryJobQueue", "workers.tasks.run_rows",
+                 "workers.publisher.CeleryPublisher", "workers.tasks.run_rows",
                  "app.jobs.runner.RowProcessor.run", "app.jobs.hostgate.RedisHostGate.acquire",
                  "app.jobs.loginquota.RedisLoginQuota.take",
                  "app.probe.prober.Prober.probe_sync", "app.probe.session.ProbeSession",

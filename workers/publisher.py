@@ -17,12 +17,12 @@ from workers.factory import (
 )
 
 
-class CeleryJobQueue:
+class CeleryPublisher:
     def __init__(self, celery: Celery) -> None:
         self._celery = celery
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> CeleryJobQueue:
+    def from_settings(cls, settings: Settings) -> CeleryPublisher:
         return cls(make_celery(settings))
 
     def start_job(self, job_id: str) -> None:

@@ -13,14 +13,14 @@ from app.accounts.detect import JobMxCache
 from app.config import load_settings
 from app.jobs.runner import ROWS_PER_RUNNER, RetryPolicy, RowProcessor
 from app.services import Services, build_services
-from workers.publisher import CeleryJobQueue
+from workers.publisher import CeleryPublisher
 
 
 @dataclass
 class Runtime:
     services: Services
     rows: RowProcessor
-    queue: CeleryJobQueue
+    queue: CeleryPublisher
     bucket_ready: bool = False
 
 
@@ -58,7 +58,7 @@ def runtime() -> Runtime:
                             lambda: build_autodiscovery(settings)).for_job,
                         tokens=services.tokens,
                     ),
-                    queue=CeleryJobQueue(current_app._get_current_object()),
+                    queue=CeleryPublisher(current_app._get_current_object()),
                 )
     return _runtime
 

@@ -56,7 +56,7 @@ from app.importing.rows import (
 from app.jobs.hostgate import HostGate, HostLease
 from app.jobs.intake import INVALID_FIELDS
 from app.jobs.loginquota import LoginQuota, OpenQuota
-from app.jobs.queue import JobQueue
+from app.jobs.publisher import JobPublisher
 from app.models import (
     ConnectJob,
     ConnectJobRow,
@@ -607,7 +607,7 @@ class RowProcessor:
         claim = claim_next_row(self.db, self.clock, self.lease_seconds, job_id, avoid)
         return None if claim is None else self._test(claim)
 
-    def run(self, queue: JobQueue, job_id: str | None = None, row_id: int | None = None,
+    def run(self, queue: JobPublisher, job_id: str | None = None, row_id: int | None = None,
             budget: int = ROWS_PER_RUNNER, stopping: Callable[[], bool] = lambda: False
             ) -> None:
         """A runner: test up to `budget` rows of a job, publishing each row's follow-ups once
@@ -668,7 +668,7 @@ class RowProcessor:
         return None if job_id is None else self.process_next(job_id, busy)
 
     @staticmethod
-    def _follow_up(queue: JobQueue, outcome: RowOutcome) -> None:
+    def _follow_up(queue: JobPublisher, outcome: RowOutcome) -> None:
         if outcome.retry_in is not None and outcome.row_id is not None:
             queue.probe_row_later(outcome.row_id, outcome.retry_in)
         if outcome.job_finished and outcome.job_id is not None:

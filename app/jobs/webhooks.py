@@ -25,7 +25,7 @@ from app.credentials import CredentialCipher, Secret
 from app.db import Database
 from app.jobs.status import error_counts, status_payload, view_of
 from app.models import TERMINAL_JOB_STATES, ConnectJob
-from app.outbound import OutboundError, http_request
+from app.outbound import DeliveryError, post_checked
 from app.probe.model import IPNetwork
 from app.storage import ReportStore
 from app.teams import webhook_secret
@@ -64,12 +64,6 @@ def signature_header(secret: Secret, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-class DeliveryError(Exception):
-    def __init__(self, message: str, retryable: bool) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-
-
 Post = Callable[[str, bytes, dict[str, str], float, Iterable[IPNetwork]], int]
 
 
@@ -77,21 +71,6 @@ def post_json(url: str, body: bytes, headers: dict[str, str], timeout: float,
               allow: Iterable[IPNetwork] = ()) -> int:
     """POST under the outbound network policy; the answer's status code."""
     return post_checked(url, body, headers, timeout, allow, truncate=True)[0]
-
-
-def post_checked(url: str, body: bytes, headers: dict[str, str], timeout: float,
-                 allow: Iterable[IPNetwork] = (), max_answer: int = 65536,
-                 truncate: bool = False) -> tuple[int, bytes]:
-    """POST under the outbound network policy (also what OAuth token requests use); the
-    answer's status code and up to `max_answer` bytes of its body. DeliveryError says why
-    nothing was answered, and whether trying again may help."""
-    try:
-        answer = http_request("POST", url, body=body, headers=headers, timeout=timeout,
-                              allow=allow, max_bytes=max_answer, truncate=truncate)
-    except OutboundError as exc:
-        # A refused address stays refused; anything else (DNS, connection) may recover.
-        raise DeliveryError(str(exc), retryable=not exc.blocked) from None
-    return answer.status, answer.body
 
 
 @dataclass(frozen=True)

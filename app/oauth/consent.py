@@ -33,10 +33,11 @@ from app.importing.rows import (
     FieldError,
     validate_row,
 )
-from app.jobs.webhooks import check_callback_url, post_checked
+from app.jobs.webhooks import check_callback_url
 from app.models import OAuthConsent
 from app.oauth.apps import OAuthAppConfig
 from app.oauth.tokens import PostForm, request_tokens
+from app.outbound import post_checked
 from app.probe.model import IPNetwork
 
 consents = OAuthConsent.__table__

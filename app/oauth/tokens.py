@@ -18,8 +18,8 @@ from app.clock import Clock
 from app.credentials import CredentialCipher, CredentialError, Secret
 from app.db import Database
 from app.importing.rows import ACCESS_TOKEN, EXPIRES_AT, REFRESH_TOKEN
-from app.jobs.webhooks import DeliveryError, post_checked
 from app.oauth.apps import OAuthAppConfig, load_oauth_app
+from app.outbound import DeliveryError, post_checked
 from app.probe.model import AccountProbe, ErrorCode, IPNetwork, ProtocolResult
 from app.probe.scrub import Scrubber, one_line
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask, jsonify
 
 from app.config import Settings, load_settings
-from app.jobs.queue import JobQueue
+from app.jobs.publisher import JobPublisher
 from app.services import Services, build_services
 from app.teams import KeyCache
 from app.web import accounts, connect, dialects, oauth, pages
@@ -19,14 +19,14 @@ from app.web.schemas import Health
 def create_app(
     settings: Settings | None = None,
     services: Services | None = None,
-    queue: JobQueue | None = None,
+    queue: JobPublisher | None = None,
 ) -> Flask:
     settings = settings or (services.settings if services else load_settings())
     services = services or build_services(settings)
     if queue is None:
-        from workers.publisher import CeleryJobQueue  # the web process only publishes
+        from workers.publisher import CeleryPublisher  # the web process only publishes
 
-        queue = CeleryJobQueue.from_settings(settings)
+        queue = CeleryPublisher.from_settings(settings)
 
     app = Flask("mailconnect")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes

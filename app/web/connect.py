@@ -8,6 +8,7 @@ import re
 
 from flask import Blueprint, current_app, g, jsonify, request
 
+from app import logs
 from app.importing.upload import Batch, UploadError, batch_from_csv, batch_from_json
 from app.jobs.controls import (
     JobEnded,
@@ -186,6 +187,7 @@ def _mismatch(_exc: IdempotencyMismatch):
 
 
 def _accepted(submitted: SubmittedJob):
+    logs.bind(request_id=submitted.job_id)  # this request's later log lines name its job
     if not submitted.replayed:
         job_id = submitted.job_id
         _publish(lambda queue: queue.start_job(job_id) if submitted.needs_probing

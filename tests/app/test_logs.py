@@ -10,6 +10,7 @@ import threading
 import pytest
 
 from app import logs
+from tests.factories import bulk_row
 
 
 @pytest.fixture
@@ -110,3 +111,17 @@ def test_gunicorn_lines_go_through_the_same_format():
     event = json.loads(formatter.format(record))
     assert (event["method"], event["path"], event["status"], event["durationMs"]) == (
         "GET", "/x", "200", 1.5)
+
+
+def test_a_bulk_connect_names_its_new_job_in_its_later_lines(stream, client, queue, api_key,
+                                                             monkeypatch):
+    def lost_bell(job_id: str) -> None:
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(queue, "start_job", lost_bell)
+    response = client.post("/v1/email-accounts/connect", headers={"x-api-key": api_key},
+                           json=[bulk_row("sarah@example.com")])
+    assert response.status_code == 200
+    job_id = response.json["payload"]["requestId"]
+    lost = [e for e in lines(stream) if "could not publish" in e["message"]]
+    assert lost and lost[0]["requestId"] == job_id

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 
-class JobQueue(Protocol):
+class JobPublisher(Protocol):
     def start_job(self, job_id: str) -> None: ...
 
     def run_rows(self, job_id: str, runners: int) -> None:
