@@ -14,13 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
-import boto3
 import redis
-from botocore.config import Config
 from sqlalchemy import text
 
 from app.config import Settings
 from app.db import Database
+from app.storage import s3_report_store
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +65,12 @@ def redis_check(url: str, timeout: float) -> Check:
 
 
 def bucket_check(settings: Settings, timeout: float) -> Check:
-    secret = settings.aws_secret_access_key
-    client = boto3.session.Session().client(
-        "s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region,
-        aws_access_key_id=settings.aws_access_key_id,
-        aws_secret_access_key=secret.get_secret_value() if secret else None,
-        config=Config(connect_timeout=timeout, read_timeout=timeout,
-                      retries={"max_attempts": 1, "mode": "standard"}))
+    store = s3_report_store(settings, timeout=timeout)
 
     def check() -> None:
-        client.head_bucket(Bucket=settings.s3_bucket)
+        # A bucket not made yet is made, as the worker's first report would: otherwise a new
+        # deployment's web pods never turn ready, and no job can make it.
+        store.ensure_bucket()
     return check
 
 

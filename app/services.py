@@ -16,7 +16,7 @@ from app.jobs.hostgate import HostGate, RedisHostGate
 from app.jobs.loginquota import LoginQuota, RedisLoginQuota
 from app.oauth.tokens import TokenRefresher
 from app.probe import Prober
-from app.storage import ReportStore, S3ReportStore
+from app.storage import ReportStore, s3_report_store
 
 
 @dataclass
@@ -65,15 +65,7 @@ def build_services(settings: Settings, store: ReportStore | None = None,
         settings=settings,
         db=db,
         cipher=cipher,
-        store=store or S3ReportStore(
-            bucket=settings.s3_bucket,
-            endpoint_url=settings.s3_endpoint_url,
-            public_endpoint_url=settings.s3_public_endpoint_url,
-            region=settings.aws_region,
-            access_key_id=settings.aws_access_key_id,
-            secret_access_key=(settings.aws_secret_access_key.get_secret_value()
-                               if settings.aws_secret_access_key else None),
-        ),
+        store=store or s3_report_store(settings),
         prober=Prober(settings.probe_settings()),
         gate=gate or build_host_gate(settings),
         login_quota=build_login_quota(settings),

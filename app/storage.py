@@ -11,6 +11,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from app.config import Settings
+
 log = logging.getLogger(__name__)
 
 
@@ -45,14 +47,20 @@ class S3ReportStore:
         region: str = "us-east-1",
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
+        timeout: float | None = None,
     ) -> None:
+        """`timeout`: seconds for connecting and for each read, with no retry (readiness
+        checks); None keeps botocore's own, with three tries."""
         self.bucket = bucket
         self._region = region
         session = boto3.session.Session(aws_access_key_id=access_key_id,
                                         aws_secret_access_key=secret_access_key,
                                         region_name=region)
+        limits = {} if timeout is None else {"connect_timeout": timeout,
+                                             "read_timeout": timeout}
         config = Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                        retries={"max_attempts": 3, "mode": "standard"})
+                        retries={"max_attempts": 3 if timeout is None else 1,
+                                 "mode": "standard"}, **limits)
         self._client = session.client("s3", endpoint_url=endpoint_url, config=config)
         # Presigned URLs embed the host they were signed for, so they must be signed for the
         # address clients download from (e.g. MinIO's public name, not its docker-network one).
@@ -107,3 +115,17 @@ class S3ReportStore:
             raise StorageError(f"delete of {key} failed: {exc}") from exc
         except BotoCoreError as exc:
             raise StorageError(f"delete of {key} failed: {exc}") from exc
+
+
+def s3_report_store(settings: Settings, timeout: float | None = None) -> S3ReportStore:
+    """The configured bucket's store."""
+    secret = settings.aws_secret_access_key
+    return S3ReportStore(
+        bucket=settings.s3_bucket,
+        endpoint_url=settings.s3_endpoint_url,
+        public_endpoint_url=settings.s3_public_endpoint_url,
+        region=settings.aws_region,
+        access_key_id=settings.aws_access_key_id,
+        secret_access_key=secret.get_secret_value() if secret else None,
+        timeout=timeout,
+    )

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
+from botocore.exceptions import ClientError
 
 from app import metrics
 from app.config import load_settings
 from app.devserver import free_port
+from app.storage import s3_report_store
 from app.web import create_app
 from tests.app.test_metrics import samples
 from tests.app.web.error_shape import assert_error_shape
@@ -61,10 +65,16 @@ def test_not_ready_when_the_bucket_is_unreachable(env, bucket):
     assert response.json["failed"] == ["bucket"]
 
 
-def test_not_ready_when_the_bucket_is_missing(env):
-    response = app_client(env, S3_BUCKET="no-such-bucket-here").get("/readyz")
-    assert response.status_code == 503
-    assert response.json["failed"] == ["bucket"]
+def test_a_missing_bucket_is_made_so_a_new_deployment_turns_ready(env):
+    """Nothing else makes the bucket before the first report: web pods that waited for it
+    would never turn ready, and no job could be submitted to make it."""
+    name = f"new-bucket-{secrets.token_hex(4)}"
+    store = s3_report_store(load_settings(**{**env, "S3_BUCKET": name}))
+    with pytest.raises(ClientError):
+        store._client.head_bucket(Bucket=name)
+    response = app_client(env, S3_BUCKET=name).get("/readyz")
+    assert response.status_code == 200, response.json
+    store._client.head_bucket(Bucket=name)
 
 
 def test_healthz_stays_liveness_only(env):
