@@ -36,7 +36,7 @@ from tests.bench.environment import (
 )
 from tests.bench.system import HttpApi, database_label, database_url
 from tests.bench.throughput import account_rows
-from tests.servers.worker import celery_process
+from tests.servers.worker import celery_process, wait_ready
 from tests.workers.conftest import Api
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -81,12 +81,12 @@ def poll_during_job(servers: BenchServers, db_url: str, users: dict[str, str],
     env = service_env(tmp, db_url, redis_url, s3, pki, PROBE_MAX_PER_HOST="100")
     api = Api(env)
     with ExitStack() as stack:
-        base_url, _ = stack.enter_context(web_process(env, tmp, name=f"{name}-web"))
-        stack.enter_context(celery_process("worker", env, tmp, name=f"{name}-worker"))
+        worker = stack.enter_context(celery_process("worker", env, tmp, name=f"{name}-worker"))
         stack.enter_context(celery_process("beat", env, tmp, name=f"{name}-beat",
                                            extra=["--schedule", str(tmp / f"{name}-beat")]))
+        base_url, _ = stack.enter_context(web_process(env, tmp, name=f"{name}-web"))
         http = HttpApi(base_url, api.key)
-        time.sleep(3)
+        wait_ready(worker)
         request_id = http.submit(account_rows(users, mail.submission_port, mail.imaps_port))
         url = f"{base_url}/v1/email-accounts/connect/status/{request_id}"
         time.sleep(2)

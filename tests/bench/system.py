@@ -19,7 +19,7 @@ from app.models import ConnectJobRow
 from tests.bench.cpu import database_backends_cpu, postgres_server, tree_cpu_seconds
 from tests.bench.environment import web_process
 from tests.bench.memory import peak_rss
-from tests.servers.worker import celery_process
+from tests.servers.worker import celery_process, wait_ready
 from tests.workers.conftest import Api
 
 
@@ -98,12 +98,14 @@ def run_job(tmp: Path, name: str, env: Mapping[str, str], rows: list[dict],
     `worker_envs` (each with its own extra settings), and count what the job left."""
     api = Api(dict(env))
     with ExitStack() as stack:
-        base_url, web = stack.enter_context(web_process(env, tmp, name=f"{name}-web"))
+        # The workers boot while gunicorn does (a worker takes the longer).
         workers = [stack.enter_context(celery_process("worker", {**env, **extra}, tmp,
                                                       name=f"{name}-w{i}"))
                    for i, extra in enumerate(worker_envs)]
+        base_url, web = stack.enter_context(web_process(env, tmp, name=f"{name}-web"))
         http = HttpApi(base_url, api.key)
-        time.sleep(3)  # the workers connect before the clock starts
+        for worker in workers:  # connected to the broker before the clock starts
+            wait_ready(worker)
         pids = [w.popen.pid for w in workers]
         worker_before = sum(tree_cpu_seconds(pid) for pid in pids)
         web_before = tree_cpu_seconds(web.popen.pid)
