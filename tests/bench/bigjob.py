@@ -16,13 +16,17 @@ every counter is exact. A JSON line last.
 from __future__ import annotations
 
 import argparse
-from contextlib import ExitStack
 
-from tests.bench.environment import bench_servers, machine_reference, print_result, service_env
+from tests.bench.environment import (
+    behind_latency,
+    bench_servers,
+    machine_reference,
+    print_result,
+    service_env,
+)
 from tests.bench.memory import MB
 from tests.bench.system import database_label, database_url, run_job
 from tests.bench.throughput import CONCURRENCY, account_rows
-from tests.servers.counting_proxy import counting_proxy
 
 
 def main() -> None:
@@ -38,10 +42,8 @@ def main() -> None:
     print(f"jobs of {', '.join(map(str, sizes))} rows, +{args.latency_ms:g} ms per read, "
           f"{label}", flush=True)
     per_size: dict[int, dict] = {}
-    with bench_servers(users) as (tmp, pki, mail, redis_url, s3), ExitStack() as stack:
-        delay = args.latency_ms / 1000
-        smtp = stack.enter_context(counting_proxy(mail.submission_port, delay_seconds=delay))
-        imap = stack.enter_context(counting_proxy(mail.imaps_port, delay_seconds=delay))
+    with bench_servers(users) as (tmp, pki, mail, redis_url, s3), \
+            behind_latency(mail, args.latency_ms) as (smtp, imap):
         for size in sizes:
             name = f"bigjob-{size}"
             env = service_env(tmp, database_url(args.database_url, tmp, name), redis_url, s3,

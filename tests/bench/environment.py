@@ -16,6 +16,7 @@ from app.config import load_settings
 from app.credentials import CredentialCipher
 from app.devserver import free_port, wait_for_port
 from app.migrate import upgrade
+from tests.servers.counting_proxy import SessionCounter, counting_proxy
 from tests.servers.dovecot import DovecotServer, start_dovecot
 from tests.servers.redis_server import private_redis
 from tests.servers.s3 import moto_s3
@@ -114,3 +115,14 @@ def bench_servers(users: Mapping[str, str]) -> Iterator[BenchServers]:
             stack.enter_context(private_redis(tmp)),
             stack.enter_context(moto_s3()),
         )
+
+
+@contextmanager
+def behind_latency(mail: DovecotServer, latency_ms: float
+                   ) -> Iterator[tuple[SessionCounter, SessionCounter]]:
+    """Dovecot's submission and IMAPS ports behind proxies that add `latency_ms` to every read,
+    so that loopback costs what a real provider's round trip costs: (smtp, imap)."""
+    delay = latency_ms / 1000
+    with counting_proxy(mail.submission_port, delay_seconds=delay) as smtp, \
+            counting_proxy(mail.imaps_port, delay_seconds=delay) as imap:
+        yield smtp, imap

@@ -20,9 +20,14 @@ once: attempts = rows, claims >= rows). A JSON line last.
 from __future__ import annotations
 
 import argparse
-from contextlib import ExitStack
 
-from tests.bench.environment import bench_servers, machine_reference, print_result, service_env
+from tests.bench.environment import (
+    behind_latency,
+    bench_servers,
+    machine_reference,
+    print_result,
+    service_env,
+)
 from tests.bench.system import database_label, database_url, run_job
 from tests.bench.throughput import account_rows
 from tests.servers.counting_proxy import counting_proxy
@@ -45,10 +50,8 @@ def main() -> None:
           f"PROBE_MAX_PER_HOST={args.cap}, +{args.latency_ms:g} ms per read, {label}",
           flush=True)
     results = []
-    with bench_servers(users) as (tmp, pki, mail, redis_url, s3), ExitStack() as stack:
-        delay = args.latency_ms / 1000
-        slow_smtp = stack.enter_context(counting_proxy(mail.submission_port, delay_seconds=delay))
-        slow_imap = stack.enter_context(counting_proxy(mail.imaps_port, delay_seconds=delay))
+    with bench_servers(users) as (tmp, pki, mail, redis_url, s3), \
+            behind_latency(mail, args.latency_ms) as (slow_smtp, slow_imap):
         for workers in counts:
             each = args.concurrency // workers
             name = f"scaleout-{workers}"

@@ -53,14 +53,7 @@ class HttpApi:
         assert response.status_code == 200, response.text[:2000]
         return response.json()["payload"]
 
-    def wait(self, request_id: str, timeout: float, diagnostics=lambda: "") -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status = self.status(request_id)
-            if status["isCompleted"]:
-                return status
-            time.sleep(0.25)
-        raise AssertionError(f"job not completed in {timeout}s: {status}\n{diagnostics()}")
+    wait = Api.wait  # the same loop, over this class's status()
 
 
 @dataclass

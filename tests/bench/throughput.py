@@ -23,13 +23,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from contextlib import ExitStack
 
 from tests.bench.baseline import run_baseline_process
-from tests.bench.environment import bench_servers, machine_reference, print_result, service_env
+from tests.bench.environment import (
+    behind_latency,
+    bench_servers,
+    machine_reference,
+    print_result,
+    service_env,
+)
 from tests.bench.system import database_label, database_url, run_job
 from tests.factories import bulk_row
-from tests.servers.counting_proxy import counting_proxy
 
 CONCURRENCY = 100  # WORKER_CONCURRENCY's default
 
@@ -62,10 +66,8 @@ def main() -> None:
           f"PROBE_MAX_PER_HOST={CONCURRENCY} (raised from 20: every account shares one host)",
           flush=True)
     results = []
-    with bench_servers(users) as (tmp, pki, mail, redis_url, s3), ExitStack() as stack:
-        delay = args.latency_ms / 1000
-        smtp = stack.enter_context(counting_proxy(mail.submission_port, delay_seconds=delay))
-        imap = stack.enter_context(counting_proxy(mail.imaps_port, delay_seconds=delay))
+    with bench_servers(users) as (tmp, pki, mail, redis_url, s3), \
+            behind_latency(mail, args.latency_ms) as (smtp, imap):
         for size in sizes:
             some = dict(list(users.items())[:size])
             baselines, systems = [], {database_label(db): [] for db in databases}
