@@ -21,7 +21,6 @@ One JSON line last.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from contextlib import ExitStack
@@ -31,7 +30,7 @@ from sqlalchemy import func, select
 
 from app.db import Database
 from app.models import ConnectJobRow
-from tests.bench.environment import bench_servers, service_env
+from tests.bench.environment import bench_servers, machine_reference, print_result, service_env
 from tests.factories import bulk_row
 from tests.servers.counting_proxy import counting_proxy
 from tests.servers.worker import celery_process
@@ -51,6 +50,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
+    reference = machine_reference()
     users = {f"busy{i}@example.test": f"pw-{i}" for i in range(args.rows)}
     with bench_servers(users) as (tmp, pki, mail, redis_url, s3), ExitStack() as stack:
         delay = args.latency_ms / 1000
@@ -95,7 +95,7 @@ def main() -> None:
           f"{ideal:.1f}s; wall time ratio {elapsed / ideal:.3f} "
           f"({elapsed / median_ideal:.3f} against the median probe)")
     print(f"peak concurrent sessions: SMTP {smtp.peak}, IMAP {imap.peak} (cap {args.cap})")
-    print(json.dumps({
+    print_result({
         "rows": args.rows, "cap": args.cap, "latency_ms": args.latency_ms,
         "succeeded": status["succeeded"], "claims": claims,
         "claims_per_row": round(claims / args.rows, 3), "messages": messages,
@@ -104,7 +104,7 @@ def main() -> None:
         "seconds": round(elapsed, 2), "wall_ratio": round(elapsed / ideal, 3),
         "wall_ratio_median_probe": round(elapsed / median_ideal, 3),
         "peak_smtp": smtp.peak, "peak_imap": imap.peak,
-    }))
+    }, reference)
 
 
 if __name__ == "__main__":

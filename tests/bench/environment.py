@@ -1,9 +1,12 @@
-"""What every system benchmark starts from: the local servers, and the environment its
-mailconnect processes run with."""
+"""What every system benchmark starts from: the local servers, the environment its
+mailconnect processes run with, and the machine reference it prints beside its figures."""
 
 from __future__ import annotations
 
+import json
+import os
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -11,12 +14,41 @@ from typing import NamedTuple
 
 from app.config import load_settings
 from app.credentials import CredentialCipher
+from app.devserver import free_port, wait_for_port
 from app.migrate import upgrade
+from tests.servers.counting_proxy import SessionCounter, counting_proxy
 from tests.servers.dovecot import DovecotServer, start_dovecot
 from tests.servers.redis_server import private_redis
 from tests.servers.s3 import moto_s3
 from tests.servers.tls import TestPKI, make_pki
-from tests.servers.worker import ROOT
+from tests.servers.worker import ROOT, Process
+
+REFERENCE_ITERATIONS = 10_000_000
+
+
+def _reference_loop() -> float:
+    started = time.perf_counter()
+    total = 0
+    for i in range(REFERENCE_ITERATIONS):
+        total += i
+    return time.perf_counter() - started
+
+
+def machine_reference() -> float:
+    """Seconds a fixed pure-Python workload (a 10M-iteration loop) takes on this machine, best
+    of 3: machines differ in speed by up to 3x, so figures from two machines are read against
+    their references. BENCH_REFERENCE_RUNS lowers the runs (the CI smoke tests use 1)."""
+    runs = int(os.environ.get("BENCH_REFERENCE_RUNS", "3"))
+    best = min(_reference_loop() for _ in range(runs))
+    print(f"machine reference: {REFERENCE_ITERATIONS:,}-iteration Python loop in {best:.3f} s "
+          f"(best of {runs})", flush=True)
+    return round(best, 3)
+
+
+def print_result(result: Mapping[str, object], reference: float) -> None:
+    """The benchmark's last line: its JSON result, with the machine reference it ran beside."""
+    print(f"machine reference: {reference:.3f} s")
+    print(json.dumps({**result, "machine_reference_s": reference}), flush=True)
 
 
 def service_env(tmp: Path, db_url: str, redis_url: str, s3: str, pki: TestPKI,
@@ -48,6 +80,21 @@ def procfile_web() -> str:
     raise RuntimeError("no web line in the Procfile")
 
 
+@contextmanager
+def web_process(env: Mapping[str, str], tmp: Path, name: str = "web"
+                ) -> Iterator[tuple[str, Process]]:
+    """gunicorn as the Procfile's `web` line starts it, with its defaults (workers, threads);
+    yields its base URL and process."""
+    port = free_port()
+    process = Process(name, ["bash", "-c", f"exec {procfile_web()}"], {**env, "PORT": str(port)},
+                      tmp / f"{name}.log")
+    try:
+        wait_for_port(port, process.popen, "gunicorn")
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        process.stop()
+
+
 class BenchServers(NamedTuple):
     tmp: Path
     pki: TestPKI
@@ -68,3 +115,14 @@ def bench_servers(users: Mapping[str, str]) -> Iterator[BenchServers]:
             stack.enter_context(private_redis(tmp)),
             stack.enter_context(moto_s3()),
         )
+
+
+@contextmanager
+def behind_latency(mail: DovecotServer, latency_ms: float
+                   ) -> Iterator[tuple[SessionCounter, SessionCounter]]:
+    """Dovecot's submission and IMAPS ports behind proxies that add `latency_ms` to every read,
+    so that loopback costs what a real provider's round trip costs: (smtp, imap)."""
+    delay = latency_ms / 1000
+    with counting_proxy(mail.submission_port, delay_seconds=delay) as smtp, \
+            counting_proxy(mail.imaps_port, delay_seconds=delay) as imap:
+        yield smtp, imap

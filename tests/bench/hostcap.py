@@ -9,11 +9,10 @@ protocol's host sees the cap. Workers run the default concurrency (WORKER_CONCUR
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from contextlib import ExitStack
 
-from tests.bench.environment import bench_servers, service_env
+from tests.bench.environment import bench_servers, machine_reference, print_result, service_env
 from tests.factories import bulk_row
 from tests.servers.counting_proxy import counting_proxy
 from tests.servers.worker import celery_process
@@ -26,6 +25,7 @@ def main() -> None:
     parser.add_argument("--cap", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    reference = machine_reference()
     users = {f"user{i}@example.test": f"pw-{i}" for i in range(args.accounts)}
     with bench_servers(users) as (tmp, pki, mail, redis_url, s3), ExitStack() as stack:
         smtp = stack.enter_context(counting_proxy(mail.submission_port))
@@ -50,9 +50,9 @@ def main() -> None:
           f"completed in {elapsed:.1f}s, succeeded {status['succeeded']}")
     print(f"peak concurrent SMTP sessions to localhost: {smtp.peak} (of {smtp.total})")
     print(f"peak concurrent IMAP sessions to 127.0.0.1: {imap.peak} (of {imap.total})")
-    print(json.dumps({"accounts": args.accounts, "cap": args.cap, "workers": args.workers,
+    print_result({"accounts": args.accounts, "cap": args.cap, "workers": args.workers,
                       "seconds": round(elapsed, 1), "succeeded": status["succeeded"],
-                      "peak_smtp": smtp.peak, "peak_imap": imap.peak}))
+                      "peak_smtp": smtp.peak, "peak_imap": imap.peak}, reference)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,10 @@ given database. The per-host cap is not in play: this measures the pipeline.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
-from tests.bench.environment import bench_servers, service_env
+from tests.bench.environment import bench_servers, machine_reference, print_result, service_env
 from tests.factories import bulk_row
 from tests.servers.worker import celery_process
 from tests.workers.conftest import Api
@@ -33,6 +32,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
+    reference = machine_reference()
     users = {f"user{i}@example.test": f"pw-{i}" for i in range(args.accounts)}
     times = []
     with bench_servers(users) as (tmp, pki, mail, redis_url, s3):
@@ -53,9 +53,9 @@ def main() -> None:
                   f"({args.accounts / elapsed:.1f} accounts/s)")
     median = statistics.median(times)
     print(f"median: {median:.2f}s")
-    print(json.dumps({"accounts": args.accounts, "median_s": round(median, 2),
+    print_result({"accounts": args.accounts, "median_s": round(median, 2),
                       "runs_s": [round(t, 2) for t in times],
-                      "database": (args.database_url or "sqlite").split(":")[0]}))
+                      "database": (args.database_url or "sqlite").split(":")[0]}, reference)
 
 
 if __name__ == "__main__":

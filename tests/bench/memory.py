@@ -12,7 +12,6 @@ raised to the largest N so that each job is one request. JSON line last.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import threading
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 import psutil
 
 from app.devserver import free_port
-from tests.bench.environment import service_env
+from tests.bench.environment import machine_reference, print_result, service_env
 from tests.factories import bulk_row
 from tests.servers.redis_server import private_redis
 from tests.servers.s3 import moto_s3
@@ -68,6 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, action="append")
     args = parser.parse_args()
+    reference = machine_reference()
     sizes = args.rows or [5000, 50000]
     peaks: dict[int, int] = {}
     with tempfile.TemporaryDirectory() as tmp_name, ExitStack() as stack:
@@ -96,8 +96,8 @@ def main() -> None:
     smallest, largest = min(sizes), max(sizes)
     ratio = peaks[largest] / peaks[smallest]
     print(f"peak RSS {largest} rows / {smallest} rows: {ratio:.2f}")
-    print(json.dumps({"worker_peak_rss_mb": {str(n): round(p / MB, 1) for n, p in peaks.items()},
-                      "ratio": round(ratio, 3)}))
+    print_result({"worker_peak_rss_mb": {str(n): round(p / MB, 1) for n, p in peaks.items()},
+                      "ratio": round(ratio, 3)}, reference)
 
 
 if __name__ == "__main__":

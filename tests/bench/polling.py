@@ -1,8 +1,11 @@
 """Status-poll latency under load: 50 pollers (wrk connections) asking for one job's status
-while a job of N accounts runs, behind gunicorn started by the Procfile's `web` line.
+while a job of N accounts runs, with the Procfile's processes (gunicorn as its `web` line
+starts it, a worker, beat), on each database given.
 
     python -m tests.bench.polling --accounts 5000 [--pollers 50] [--interval-ms 500]
-        [--database-url postgresql+psycopg://...]
+        [--database-url sqlite --database-url postgresql+psycopg://...]
+
+`sqlite` (the default) is a fresh SQLite file; the output carries one result per database.
 
 Two phases, one after the other, while the job runs: pollers as clients poll (each waits a
 random 0 to 2 x --interval-ms between its polls; wrk's delay() hook), then flat out (no wait:
@@ -13,21 +16,27 @@ wrk's latency distributions; JSON line last.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import re
 import shutil
 import statistics
 import subprocess
 import time
 from contextlib import ExitStack
+from pathlib import Path
 
-import requests
+import redis
 
-from app.devserver import free_port, wait_for_port
-from tests.bench.environment import bench_servers, procfile_web, service_env
-from tests.factories import bulk_row
-from tests.servers.worker import ROOT, celery_process
+from tests.bench.environment import (
+    BenchServers,
+    bench_servers,
+    machine_reference,
+    print_result,
+    service_env,
+    web_process,
+)
+from tests.bench.system import HttpApi, database_label, database_url
+from tests.bench.throughput import account_rows
+from tests.servers.worker import celery_process, wait_ready
 from tests.workers.conftest import Api
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -45,33 +54,41 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--runs", type=int, default=3, help="paced runs; the median is kept")
     parser.add_argument("--interval-ms", type=int, default=500)
-    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--database-url", action="append",
+                        help="repeatable; `sqlite` (the default) is a fresh SQLite file")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
+    reference = machine_reference()
     users = {f"user{i}@example.test": f"pw-{i}" for i in range(args.accounts)}
-    with bench_servers(users) as (tmp, pki, mail, redis_url, s3), ExitStack() as stack:
-        env = service_env(tmp, args.database_url or f"sqlite:///{tmp}/bench.db", redis_url, s3, pki,
-                          PROBE_MAX_PER_HOST="100")
-        api = Api(env)
-        port = free_port()
-        web = subprocess.Popen(["bash", "-c", f"exec {procfile_web()}"], cwd=ROOT,
-                               env={**os.environ, **env, "PORT": str(port)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-        stack.callback(web.wait)
-        stack.callback(web.terminate)
-        wait_for_port(port, web, "gunicorn")
-        stack.enter_context(celery_process("worker", env, tmp))
-        rows = [bulk_row(u, smtpPassword=pw, imapPassword=pw, smtpHost="localhost",
-                         smtpPort=mail.submission_port, smtpEncryption="starttls",
-                         imapHost="localhost", imapPort=mail.imaps_port, imapEncryption="ssl")
-                for u, pw in users.items()]
-        time.sleep(3)
-        response = requests.post(f"http://127.0.0.1:{port}/v1/email-accounts/connect",
-                                 json=rows, headers={"x-api-key": api.key}, timeout=120)
-        request_id = response.json()["payload"]["requestId"]
-        url = f"http://127.0.0.1:{port}/v1/email-accounts/connect/status/{request_id}"
+    results = {}
+    with bench_servers(users) as servers:
+        for given in args.database_url or ["sqlite"]:
+            label = database_label(given)
+            print(f"=== {label}: {args.accounts} accounts, {args.pollers} pollers", flush=True)
+            results[label] = poll_during_job(servers, database_url(given, servers.tmp, label),
+                                             users, args)
+            print(f"{label}: paced p99 median {results[label]['paced_median_p99_ms']:.1f} ms",
+                  flush=True)
+    print_result({"accounts": args.accounts, "pollers": args.pollers,
+                  "interval_ms": args.interval_ms, "databases": results}, reference)
+
+
+def poll_during_job(servers: BenchServers, db_url: str, users: dict[str, str],
+                    args: argparse.Namespace) -> dict:
+    tmp, pki, mail, redis_url, s3 = servers
+    name = Path(db_url).stem if db_url.startswith("sqlite") else "postgresql"
+    env = service_env(tmp, db_url, redis_url, s3, pki, PROBE_MAX_PER_HOST="100")
+    api = Api(env)
+    with ExitStack() as stack:
+        worker = stack.enter_context(celery_process("worker", env, tmp, name=f"{name}-worker"))
+        stack.enter_context(celery_process("beat", env, tmp, name=f"{name}-beat",
+                                           extra=["--schedule", str(tmp / f"{name}-beat")]))
+        base_url, _ = stack.enter_context(web_process(env, tmp, name=f"{name}-web"))
+        http = HttpApi(base_url, api.key)
+        wait_ready(worker)
+        request_id = http.submit(account_rows(users, mail.submission_port, mail.imaps_port))
+        url = f"{base_url}/v1/email-accounts/connect/status/{request_id}"
         time.sleep(2)
         pacing = tmp / "pace.lua"
         # Independent clients: a random wait averaging the interval, so the pollers do not
@@ -88,21 +105,24 @@ def main() -> None:
                 print(f"--- {phase} run {run}" + (
                     f": each poller every {args.interval_ms} ms on average"
                     if phase == "paced" else ": no wait between polls"))
-                print(wrk)
+                print(wrk, flush=True)
                 (paced if phase == "paced" else flat_out).append({
                     "p50_ms": percentile_ms(wrk, "50"), "p99_ms": percentile_ms(wrk, "99"),
                     "requests_per_s": float(
                         re.search(r"Requests/sec:\s+([\d.]+)", wrk).group(1))})
-        during = api.status(request_id)
+        during = http.status(request_id)
+    api.services.db.dispose()
+    # The job is left unfinished: its queued messages and host slots must not reach the next
+    # database's worker.
+    redis.Redis.from_url(redis_url).flushall()
     print(f"job after polling: {during['processed']} of {during['total']} processed, "
           f"status {during['status']}")
     median_p99 = statistics.median(r["p99_ms"] for r in paced)
     per_run = ", ".join(f"{r['p99_ms']:.1f}" for r in paced)
     print(f"paced p99 per run: {per_run} ms; median {median_p99:.1f} ms")
-    print(json.dumps({"accounts": args.accounts, "pollers": args.pollers,
-                      "interval_ms": args.interval_ms, "paced": paced,
-                      "paced_median_p99_ms": median_p99, "flat_out": flat_out[0],
-                      "job_running": during["status"] == "running"}))
+    return {"paced": paced, "paced_median_p99_ms": median_p99, "flat_out": flat_out[0],
+            "job_running": during["status"] == "running"}
+
 
 if __name__ == "__main__":
     main()

@@ -10,7 +10,6 @@ Prints per-poll medians and their ratio; JSON line last.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -21,6 +20,7 @@ from app.migrate import upgrade
 from app.services import build_services
 from app.teams import create_api_key
 from app.web import create_app
+from tests.bench.environment import machine_reference, print_result
 from tests.conftest import FakeQueue
 from tests.servers.redis_server import private_redis
 
@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--polls", type=int, default=200)
     args = parser.parse_args()
+    reference = machine_reference()
     with tempfile.TemporaryDirectory() as tmp, private_redis(Path(tmp)) as redis_url:
         env = {"MAILCONNECT_DATA_DIR": tmp, "REDIS_URL": redis_url,
                "S3_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "bench",
@@ -58,8 +59,8 @@ def main() -> None:
     on, off = (statistics.median(per_poll[name]) for name in ("on", "off"))
     print(f"per status poll, median of {args.rounds} interleaved rounds of {args.polls}: "
           f"limits on {on:.2f} ms, off {off:.2f} ms, ratio {on / off:.2f}")
-    print(json.dumps({"rounds": args.rounds, "polls": args.polls, "on_ms": round(on, 3),
-                      "off_ms": round(off, 3), "ratio": round(on / off, 3)}))
+    print_result({"rounds": args.rounds, "polls": args.polls, "on_ms": round(on, 3),
+                      "off_ms": round(off, 3), "ratio": round(on / off, 3)}, reference)
 
 
 if __name__ == "__main__":

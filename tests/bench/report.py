@@ -10,7 +10,6 @@ and records the peak of Python allocations while it runs. JSON line last.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 import tracemalloc
@@ -28,6 +27,7 @@ from app.migrate import upgrade
 from app.models import ConnectJob, ConnectJobRow
 from app.storage import S3ReportStore
 from app.teams import create_api_key
+from tests.bench.environment import machine_reference, print_result
 from tests.factories import bulk_row
 from tests.servers.s3 import moto_s3_process
 
@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, action="append")
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
+    reference = machine_reference()
     with tempfile.TemporaryDirectory() as tmp, moto_s3_process() as s3:
         url = load_settings(DATABASE_URL=args.database_url or f"sqlite:///{tmp}/r.db"
                             ).sqlalchemy_url
@@ -78,7 +79,7 @@ def main() -> None:
             print(f"{rows} rows: report built and uploaded in {result['seconds']}s, "
                   f"peak Python allocations {result['peak_mb']} MB")
             results.append(result)
-    print(json.dumps({"reports": results}))
+    print_result({"reports": results}, reference)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from app.db import Database
 from app.devserver import free_port, wait_for_port
 from app.migrate import upgrade
 from app.teams import create_api_key
-from tests.bench.environment import procfile_web
+from tests.bench.environment import machine_reference, print_result, procfile_web
 from tests.bench.memory import MB, peak_rss
 from tests.factories import bulk_row
 from tests.servers.redis_server import private_redis
@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
+    reference = machine_reference()
 
     with tempfile.TemporaryDirectory() as tmp, private_redis(Path(tmp)) as redis_url:
         url = args.database_url or f"sqlite:///{tmp}/bench.db"
@@ -102,11 +103,11 @@ def main() -> None:
         finally:
             web.terminate()
             web.wait()
-    print(json.dumps({"rows": args.rows, "database": url.split(":")[0],
+    print_result({"rows": args.rows, "database": url.split(":")[0],
                       "json_median_s": round(results["json"], 3),
                       "csv_median_s": round(results["csv"], 3),
                       "unknown_domains_median_s": round(results["unknown_domains"], 3),
-                      "web_peak_rss_mb": round(web_peak / MB, 1)}))
+                      "web_peak_rss_mb": round(web_peak / MB, 1)}, reference)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from tests.app.probe.scenarios import (
     matrix_prober,
     probe,
 )
+from tests.bench.environment import machine_reference, print_result
 from tests.servers.tls import make_pki
 
 
@@ -39,6 +39,7 @@ def main() -> None:
                         help="the probe timeout in seconds (production default: 20)")
     parser.add_argument("--all", action="store_true", help="run every row, not just the timed")
     args = parser.parse_args()
+    reference = machine_reference()
     chosen = [s for s in SCENARIOS if args.all or s.row.bench]
     # The bad-certificate rows make aiosmtpd log our (correct) refusal of its certificate as an
     # error with a traceback; that is the expected outcome here, not news.
@@ -63,10 +64,10 @@ def main() -> None:
     for line in table:
         print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
     all_ok = all(r["ok"] for r in rows)
-    print(json.dumps({"timeout_s": args.timeout, "all_ok": all_ok, "results": [
+    print_result({"timeout_s": args.timeout, "all_ok": all_ok, "results": [
         {k: r[k] for k in ("scenario", "protocol", "encryption", "code", "seconds", "ok")}
         for r in rows
-    ]}))
+    ]}, reference)
     sys.exit(0 if all_ok else 1)
 
 
