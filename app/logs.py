@@ -23,7 +23,9 @@ from typing import Any, TextIO
 
 # The names the API uses, so a requestId from a status URL finds its lines.
 _FIELDS = {"request_id": "requestId", "row_id": "rowId", "account_id": "accountId"}
-_context: ContextVar[dict[str, Any]] = ContextVar("mailconnect_log_context", default={})  # noqa: B039 - never mutated, only replaced
+# Outside every log_context (compared by identity): never mutated, only replaced.
+_OUTSIDE: dict[str, Any] = {}
+_context: ContextVar[dict[str, Any]] = ContextVar("mailconnect_log_context", default=_OUTSIDE)
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s%(context)s"
 
@@ -52,7 +54,10 @@ def leave(token: Token[dict[str, Any]]) -> None:
 
 def bind(**fields: Any) -> None:
     """Add fields to the current context until the enclosing `log_context` ends (e.g. the
-    account id, once the row's result has saved it)."""
+    account id, once the row's result has saved it). Outside any, nothing: the fields would
+    otherwise stick to the thread and label whatever it logs next."""
+    if _context.get() is _OUTSIDE:
+        return
     given = {_FIELDS[name]: value for name, value in fields.items() if value is not None}
     _context.set({**_context.get(), **given})
 

@@ -125,3 +125,10 @@ def test_a_bulk_connect_names_its_new_job_in_its_later_lines(stream, client, que
     job_id = response.json["payload"]["requestId"]
     lost = [e for e in lines(stream) if "could not publish" in e["message"]]
     assert lost and lost[0]["requestId"] == job_id
+
+
+def test_a_bind_outside_any_context_labels_nothing_later(stream):
+    logs.bind(account_id=9)
+    logging.getLogger("mailconnect.test").info("later, about something else")
+    assert "accountId" not in lines(stream)[0]
+    assert logs.current_context() == {}
