@@ -60,6 +60,10 @@ class HostPolicy:
 
     def banned_entry(self, host: str) -> str | None:
         """The entry that bans host, or None."""
+        if not self.banned_hosts:
+            # Every probe asks this twice: parsing the name as an address (which fails, with
+            # two exceptions, for every host name) costs more than the rest of the check.
+            return None
         name = normalise_host(host)
         ip = _ip(name)
         for entry in self.banned_hosts:
