@@ -1,8 +1,22 @@
 """The seed documents' own example bodies (/work/shared/seeds/002-004), verbatim."""
 
-from tests.app.importing.test_seeds import SMARTLEAD_REQUEST
+SMARTLEAD_REQUEST = {
+    "from_name": "John Doe",
+    "from_email": "john@example.com",
+    "user_name": "john@example.com",
+    "password": "your_app_password",
+    "smtp_host": "smtp.gmail.com",
+    "smtp_port": 587,
+    "imap_host": "imap.gmail.com",
+    "imap_port": 993,
+    "warmup_enabled": True,
+    "total_warmup_per_day": 20,
+    "daily_rampup": 2,
+    "max_email_per_day": 50,
+    "time_to_wait_in_mins": 5,
+    "type": "GMAIL",
+}
 
-# Smartlead's (002) is kept with the other seed-import tests.
 SMARTLEAD_SEED = SMARTLEAD_REQUEST
 
 MAILREACH_SEED = {

@@ -11,6 +11,7 @@ from app.importing.rows import AccountInput, validate_row
 from app.models import ConnectJobRow
 from app.probe.model import Encryption
 from app.probe.policy import OPEN_POLICY
+from tests.app.dialects.seeds import LEMLIST_SEED, SMARTLEAD_REQUEST
 
 
 @pytest.fixture
@@ -104,22 +105,6 @@ def test_001_saleshandy_bulk_connect(http):
         "smtp-password", "imap-password")
 
 
-SMARTLEAD_REQUEST = {
-    "from_name": "John Doe",
-    "from_email": "john@example.com",
-    "user_name": "john@example.com",
-    "password": "your_app_password",
-    "smtp_host": "smtp.gmail.com",
-    "smtp_port": 587,
-    "imap_host": "imap.gmail.com",
-    "imap_port": 993,
-    "warmup_enabled": True,
-    "total_warmup_per_day": 20,
-    "daily_rampup": 2,
-    "max_email_per_day": 50,
-    "time_to_wait_in_mins": 5,
-    "type": "GMAIL",
-}
 # The document's three "Configuration Examples": Gmail, Outlook, custom SMTP.
 SMARTLEAD_EXAMPLES = [
     {
@@ -215,19 +200,7 @@ def test_003_mailreach_imap_auth(http):
 
 
 def test_004_lemlist_email_accounts(http):
-    body = {
-        "sender_name": "John Doe",
-        "sender_email": "john@company.com",
-        "smtp_host": "smtp.company.com",
-        "smtp_port": 587,
-        "smtp_login": "john@company.com",
-        "smtp_password": "password123",
-        "imap_host": "imap.company.com",
-        "imap_port": 993,
-        "imap_login": "john@company.com",
-        "imap_password": "password123",
-    }
-    account, unrecognised = accepted(body, http)
+    account, unrecognised = accepted(dict(LEMLIST_SEED), http)
     assert unrecognised == []
     assert (account.email, account.from_name) == ("john@company.com", "John Doe")
     assert (account.smtp.host, account.smtp.port, account.smtp.encryption) == (
