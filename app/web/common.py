@@ -3,6 +3,7 @@ number from the query, the 422 of field errors, and the per-host test slots."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from annotated_types import Ge, Le
@@ -14,6 +15,10 @@ from app.importing.rows import FieldError
 from app.services import Services
 from app.web.errors import ApiError
 from app.web.guards import json_body, whole_number
+
+# Our request ids are 20 hex digits; anything far from that shape names no import, and some of
+# it (a NUL) the database would refuse with an error rather than find nothing.
+REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def services() -> Services:

@@ -4,7 +4,6 @@ list jobs."""
 from __future__ import annotations
 
 import logging
-import re
 
 from flask import Blueprint, current_app, g, jsonify, request
 
@@ -32,7 +31,7 @@ from app.jobs.webhooks import check_callback_url
 from app.probe.model import ErrorCode
 from app.storage import StorageError
 from app.web.auth import require_team
-from app.web.common import query_int, services
+from app.web.common import REQUEST_ID, query_int, services
 from app.web.errors import ApiError, error_response
 from app.web.guards import json_body
 from app.web.openapi import documented
@@ -60,15 +59,12 @@ ACCEPTED_MESSAGE = (
 )
 
 
-# Our ids are 20 hex digits; anything far from that shape names no import, and some of it
-# (a NUL) the database would refuse with an error rather than find nothing.
-_REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @blueprint.url_value_preprocessor
 def _request_ids_fit(_endpoint: str | None, values: dict | None) -> None:
     request_id = (values or {}).get("request_id")
-    if request_id is not None and not _REQUEST_ID.fullmatch(request_id):
+    if request_id is not None and not REQUEST_ID.fullmatch(request_id):
         raise _not_found(request_id[:100])
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,8 +39,9 @@ from werkzeug.exceptions import HTTPException
 from app.jobs.report import INVALID_HINTS
 from app.jobs.status import job_view, status_payload
 from app.probe.hints import hint_for
-from app.services import Services
 from app.storage import StorageError
+from app.web.common import REQUEST_ID
+from app.web.common import services as _services
 from app.web.errors import DATABASE_RETRY_AFTER_SECONDS, database_unavailable
 from app.web.openapi import PAGE_COOKIE, documented
 from app.web.ratelimit import DESCRIPTION, Category, Count, count_call
@@ -57,9 +57,6 @@ COOKIE_PATH = "/jobs"
 REFRESH_SECONDS = 3
 # No API key is this long: a longer one is refused before it is hashed and looked up.
 MAX_KEY_LENGTH = 256
-# The API's ids are 20 hex digits; an id far from that shape names no import (as in
-# app/web/connect.py, whose 404 this page's 404 mirrors).
-_REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 NOT_FOUND = ("No import with this id for the API key this browser keeps. Check the link, or "
              "forget the key and enter another team's.")
@@ -73,10 +70,6 @@ SECURITY_HEADERS = {
     # noreferrer). Not "no-referrer": with it, Chromium sends `Origin: null` with the forms.
     "Referrer-Policy": "same-origin",
 }
-
-
-def _services() -> Services:
-    return current_app.extensions["mailconnect"]
 
 
 @blueprint.get("/<path:request_id>")
@@ -177,7 +170,7 @@ def error_bars(errors_by_code: dict[str, int]) -> list[dict[str, Any]]:
 
 
 def _job_id(request_id: str) -> str:
-    if not _REQUEST_ID.fullmatch(request_id):
+    if not REQUEST_ID.fullmatch(request_id):
         abort(404)
     return request_id
 
@@ -227,7 +220,7 @@ def _too_many(count: Count) -> Response:
 def _error_page(status: int, title: str, message: str, refresh: int | None = None) -> Response:
     # A logged-in visitor may have the wrong team's key: let them forget it from here.
     job_id = (request.view_args or {}).get("request_id", "")
-    can_logout = bool(request.cookies.get(COOKIE)) and _REQUEST_ID.fullmatch(job_id)
+    can_logout = bool(request.cookies.get(COOKIE)) and REQUEST_ID.fullmatch(job_id)
     response = _page(render_template("error.html", title=title, message=message,
                                      refresh=refresh, job_id=job_id if can_logout else None))
     response.status_code = status
