@@ -49,11 +49,12 @@ def build_ssl_context(extra_ca_file: str | None) -> ssl.SSLContext:
 
 
 class Prober:
-    def __init__(self, settings: ProbeSettings, resolver: Resolver | None = None) -> None:
+    def __init__(self, settings: ProbeSettings, resolver: Resolver | None = None,
+                 loop: LoopThread | None = None) -> None:
         self.settings = settings
         self.resolver: Resolver = resolver if resolver is not None else SystemResolver()
         self.ssl_context = build_ssl_context(settings.extra_ca_file)
-        self._loop = LoopThread("probe-loop")
+        self._loop = loop if loop is not None else LoopThread("probe-loop")
 
     async def probe_smtp(self, endpoint: Endpoint) -> ProtocolResult:
         return await self._probe(MailProtocol.SMTP, endpoint)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from typing import Any
+from typing import Any, cast
 
 from app.probe.errors import ConnectionClosed, LineTooLong
 
@@ -30,8 +30,7 @@ class _StreamProtocol(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -94,8 +93,7 @@ class MailStream:
     async def _create(cls, limit: int, **where: Any) -> MailStream:
         loop = asyncio.get_running_loop()
         transport, protocol = await loop.create_connection(lambda: _StreamProtocol(limit), **where)
-        assert isinstance(transport, asyncio.Transport)
-        return cls(transport, protocol, limit)
+        return cls(cast(asyncio.Transport, transport), protocol, limit)
 
     @property
     def buffered(self) -> int:
@@ -147,9 +145,7 @@ class MailStream:
         transport = await loop.start_tls(
             self._transport, self._protocol, context, server_hostname=server_hostname
         )
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        self._protocol.transport = transport
+        self._transport = self._protocol.transport = cast(asyncio.Transport, transport)
         self.tls = True
 
     def abort(self) -> None:

@@ -58,6 +58,15 @@ def test_throughput_benchmark_runs(database_url):
             assert cpu["database"] > 0 and cpu["db_server"] >= cpu["database"]
 
 
+def test_probeloop_benchmark_runs():
+    result = run_bench("tests.bench.probeloop", "--accounts", "20", "--runs", "1",
+                       "--latency-ms", "5")
+    assert result["accounts"] == 20 and result["all_verified"] is True
+    assert set(result["cpu_ms_per_account"]) == {"baseline", "asyncio", "uvloop"}
+    assert all(len(runs) == 1 and runs[0] > 0 for runs in result["cpu_ms_per_account"].values())
+    assert set(result["cpu_ratio_to_baseline"]) == {"asyncio", "uvloop"}
+
+
 def test_polling_benchmark_runs(database_url):
     result = run_bench("tests.bench.polling", "--accounts", "100", "--runs", "1",
                        "--seconds", "1", *databases(database_url))

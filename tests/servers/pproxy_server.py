@@ -47,6 +47,14 @@ class ProxyServer:
         return [m.group(2) for line in self.log().splitlines() if (m := _TUNNEL.match(line))]
 
 
+# pproxy switches to uvloop whenever it can import it (mailconnect depends on it), then asks
+# for the main thread's loop the way only asyncio's own policy allows.
+_PPROXY_WITHOUT_UVLOOP = (
+    "import sys; sys.modules['uvloop'] = None; sys.argv[0] = 'pproxy'; "
+    "from pproxy.server import main; main()"
+)
+
+
 @contextmanager
 def start_proxy(workdir: Path, scheme: str, username: str | None = None,
                 password: str | None = None) -> Iterator[ProxyServer]:
@@ -55,8 +63,8 @@ def start_proxy(workdir: Path, scheme: str, username: str | None = None,
     log_file = workdir / f"pproxy-{scheme}-{port}.log"
     with log_file.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-u", "-m", "pproxy", "-l", f"{scheme}://{LOOPBACK}:{port}{auth}",
-             "--auth", "0", "-v"],
+            [sys.executable, "-u", "-c", _PPROXY_WITHOUT_UVLOOP, "-l",
+             f"{scheme}://{LOOPBACK}:{port}{auth}", "--auth", "0", "-v"],
             stdout=log, stderr=subprocess.STDOUT,
         )
     try:

@@ -3,6 +3,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import uvloop
 
 from app.probe.background import LoopThread
 
@@ -28,3 +29,13 @@ def test_a_coroutine_that_raises_raises_in_the_caller():
 
     with pytest.raises(ValueError, match="from the loop"):
         LoopThread("test-loop").run(fail())
+
+
+def test_probes_run_on_uvloop_by_default():
+    # uvloop's compiled TLS layer is what keeps a probe's CPU at the raw logins' (probeloop).
+    async def running_loop() -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    assert isinstance(LoopThread("test-loop").run(running_loop()), uvloop.Loop)
+    plain = LoopThread("test-loop", asyncio.new_event_loop).run(running_loop())
+    assert not isinstance(plain, uvloop.Loop)
