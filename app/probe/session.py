@@ -120,20 +120,23 @@ class ProbeSession:
         fresh connection. The dialogue then refuses a server that does not offer STARTTLS
         before any credential is sent, so detection never falls back to plaintext."""
         self.stage = "TLS handshake (detecting the encryption)"
-        try:
-            await self.conn.start_tls(self.context, self.server_hostname)
-        except ssl.SSLError as exc:
-            # A certificate or any other TLS failure is the verdict: the port does speak TLS.
-            if not is_plaintext_reply(exc):
-                raise
-            # The server greeted in plaintext and took our ClientHello for a bad command:
-            # start again on a new connection, inside the same deadline.
-            self.conn.abort()
-            self.plaintext_port = True
-            self.endpoint = replace(self.endpoint, encryption=Encryption.STARTTLS)
-            await self.connect(resolver)
-            return
-        self.detected = Encryption.SSL
+        # A server that has already sent its greeting speaks plaintext, and a handshake would
+        # wait for an answer to the ClientHello that such a server may never send.
+        if not self.conn.buffered:
+            try:
+                await self.conn.start_tls(self.context, self.server_hostname)
+                self.detected = Encryption.SSL
+                return
+            except ssl.SSLError as exc:
+                # A certificate or any other TLS failure is the verdict: the port speaks TLS.
+                if not is_plaintext_reply(exc):
+                    raise
+        # The server greeted in plaintext (or took our ClientHello for a bad command): start
+        # again on a new connection, inside the same deadline.
+        self.conn.abort()
+        self.plaintext_port = True
+        self.endpoint = replace(self.endpoint, encryption=Encryption.STARTTLS)
+        await self.connect(resolver)
 
     async def wait_for_greeting(self) -> None:
         """Wait for the first greeting byte; if a plaintext port stays silent, find out whether

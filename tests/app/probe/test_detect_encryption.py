@@ -11,6 +11,7 @@ import time
 import pytest
 
 from app.probe import Encryption, ErrorCode, Prober
+from app.probe.streams import MailStream
 from tests.app.probe.conftest import PASSWORD, TIMEOUT, USER, endpoint
 from tests.conftest import USERS
 from tests.servers.dovecot import DovecotServer
@@ -106,3 +107,28 @@ def test_a_silent_port_times_out_within_the_one_deadline(prober: Prober) -> None
         elapsed = time.monotonic() - started
     assert result.error_code == ErrorCode.CONNECTION_TIMEOUT
     assert elapsed < TIMEOUT + 1  # the deadline covers the detection too
+
+
+@pytest.mark.parametrize("protocol", ["smtp", "imap"])
+def test_a_greeting_that_arrives_before_the_handshake_means_plaintext(
+        prober: Prober, monkeypatch: pytest.MonkeyPatch, protocol: str) -> None:
+    # The greeting is in the stream's buffer before detection starts (a fast server on a
+    # short path). These servers never answer a ClientHello: a handshake would hang.
+    opened = MailStream.open
+
+    async def open_after_the_greeting(ip: str, port: int, **kwargs) -> MailStream:
+        stream = await opened(ip, port, **kwargs)
+        await stream.wait_readable()
+        return stream
+
+    monkeypatch.setattr(MailStream, "open", staticmethod(open_after_the_greeting))
+    started = time.monotonic()
+    if protocol == "smtp":
+        with scripted_smtp(users={USER: PASSWORD}) as server:
+            result = prober.probe_sync(endpoint(server.port, AUTO), None).smtp
+    else:
+        with scripted_imap({USER: PASSWORD}) as server:
+            result = prober.probe_sync(None, endpoint(server.port, AUTO)).imap
+    assert result.error_code == ErrorCode.STARTTLS_UNSUPPORTED
+    assert server.connections == 2 and server.logins == []
+    assert time.monotonic() - started < TIMEOUT
