@@ -47,9 +47,11 @@ def postgres_server(database_url: str) -> tuple[int, str]:
         with engine.connect() as connection:
             backend = connection.execute(text("select pg_backend_pid()")).scalar_one()
             name = connection.execute(text("select current_database()")).scalar_one()
+            # Read while connected: the backend exits once its connection closes.
+            postmaster = psutil.Process(backend).ppid()
     finally:
         engine.dispose()
-    return psutil.Process(backend).ppid(), name
+    return postmaster, name
 
 
 @contextmanager
