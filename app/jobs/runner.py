@@ -127,6 +127,18 @@ class RowOutcome:
     quota_blocked: bool = False
     # The quota let the job through again: announce this many runners for its revived rows.
     runners: int = 0
+    # The job's next row, claimed in the transaction of this row's result (see ClaimAhead).
+    next_claim: ClaimedRow | None = None
+
+
+@dataclass(frozen=True)
+class ClaimAhead:
+    """Claim the job's next pending row (on none of the `avoid` hosts) in the transaction
+    that records this row's result: a runner going on with its job saves a transaction per
+    row."""
+
+    lease_seconds: int
+    avoid: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -277,6 +289,10 @@ _SET_ASIDE = update(rows).where(*_MINE).values(
     state=RowState.WAITING, wait_until=bindparam("until"), lease_expires_at=None,
     attempts=rows.c.attempts - 1,
 )
+# Claimed ahead but never tested: the attempt it never made does not count.
+_GIVE_BACK = update(rows).where(*_MINE).values(
+    state=RowState.PENDING, lease_expires_at=None, attempts=rows.c.attempts - 1,
+)
 # Register-then-recheck found a free slot after all: the row comes back to the runner that
 # set it aside, under the same claim, unless someone else moved it meanwhile (a cancel).
 _TAKE_BACK = (
@@ -337,25 +353,36 @@ def claim_next_row(db: Database, clock: Clock, lease_seconds: int, job_id: str,
                    avoid: frozenset[str] = frozenset()) -> ClaimedRow | None:
     """Take the job's first pending row; None when it has none left. With `avoid`, the first
     of its next few pending rows that contacts none of those hosts."""
+    with db.core_transaction() as connection:
+        return _claim_next(connection, clock, lease_seconds, job_id, avoid)
+
+
+def _claim_next(connection: Connection, clock: Clock, lease_seconds: int, job_id: str,
+                avoid: frozenset[str]) -> ClaimedRow | None:
     params = {"of_job": job_id, "lease_until": clock.now() + dt.timedelta(seconds=lease_seconds)}
     if avoid:
-        return _claim(db, _CLAIM_ELSEWHERE, {**params, "busy": sorted(avoid)})
-    return _claim(db, _CLAIM_NEXT, params)
+        return _claimed(connection, _CLAIM_ELSEWHERE, {**params, "busy": sorted(avoid)})
+    return _claimed(connection, _CLAIM_NEXT, params)
 
 
 def _claim(db: Database, statement: Any, params: dict[str, Any]) -> ClaimedRow | None:
     with db.core_transaction() as connection:
-        claimed = connection.execute(statement, params).one_or_none()
-        if claimed is None:
-            return None
-        (row_id, job_id, attempt, claims, settings, credentials, smtp_result, imap_result,
-         account_id, team_id, quota_mark) = claimed
-        target = None
-        if settings is None and account_id is not None:
-            # A re-test tests the account as it is now, in the claim's own transaction.
-            target = load_retest_target(connection, team_id, account_id)
-            if target is not None:
-                settings, credentials = target.settings, target.credentials
+        return _claimed(connection, statement, params)
+
+
+def _claimed(connection: Connection, statement: Any, params: dict[str, Any]
+             ) -> ClaimedRow | None:
+    claimed = connection.execute(statement, params).one_or_none()
+    if claimed is None:
+        return None
+    (row_id, job_id, attempt, claims, settings, credentials, smtp_result, imap_result,
+     account_id, team_id, quota_mark) = claimed
+    target = None
+    if settings is None and account_id is not None:
+        # A re-test tests the account as it is now, in the claim's own transaction.
+        target = load_retest_target(connection, team_id, account_id)
+        if target is not None:
+            settings, credentials = target.settings, target.credentials
     verified = frozenset(p for p, result in (("smtp", smtp_result), ("imap", imap_result))
                          if result == "ok")
     return ClaimedRow(row_id, job_id, team_id, attempt, settings, credentials, verified,
@@ -371,6 +398,12 @@ def set_aside(db: Database, clock: Clock, claim: ClaimedRow, seconds: float) -> 
     until = clock.now() + dt.timedelta(seconds=seconds)
     with db.core_transaction() as connection:
         return bool(connection.execute(_SET_ASIDE, {**_mine(claim), "until": until}).rowcount)
+
+
+def give_back(db: Database, claim: ClaimedRow) -> bool:
+    """Return a claimed, untested row to pending (its worker is stopping)."""
+    with db.core_transaction() as connection:
+        return bool(connection.execute(_GIVE_BACK, _mine(claim)).rowcount)
 
 
 def take_back(db: Database, clock: Clock, lease_seconds: int, claim: ClaimedRow) -> bool:
@@ -418,10 +451,11 @@ def _results(probe: AccountProbe) -> dict[str, Any]:
             "imap_error_code": probe.imap.error_code, "imap_error": probe.imap.error}
 
 
-def record_result(db: Database, clock: Clock, claim: ClaimedRow, probe: AccountProbe | None
-                  ) -> RowOutcome:
+def record_result(db: Database, clock: Clock, claim: ClaimedRow, probe: AccountProbe | None,
+                  ahead: ClaimAhead | None = None) -> RowOutcome:
     """Save the account, the row's result, the job's counters and its error counts in one
-    transaction. `probe` None: a re-test whose account was deleted before it was tested.
+    transaction, and with `ahead` claim the job's next row in it too. `probe` None: a re-test
+    whose account was deleted before it was tested.
 
     A connect row upserts its account. A re-test row writes only the account's result
     columns, fenced by the settings version it tested: an account deleted meanwhile stays
@@ -438,6 +472,8 @@ def record_result(db: Database, clock: Clock, claim: ClaimedRow, probe: AccountP
             verified = values["account_status"]
             finished = _count(connection, claim.job_id, now, verified=verified,
                               unverified=1 - verified, code=None if verified else code)
+            following = None if finished or ahead is None else _claim_next(
+                connection, clock, ahead.lease_seconds, claim.job_id, ahead.avoid)
     except _LeaseLost:
         log.info("row %s was taken over by another worker; its result is theirs", claim.row_id)
         return RowOutcome(recorded=False, job_id=claim.job_id, row_id=claim.row_id)
@@ -447,7 +483,7 @@ def record_result(db: Database, clock: Clock, claim: ClaimedRow, probe: AccountP
     log.debug("row recorded: %s%s", "connected" if verified else "failed",
               "" if verified else f" ({code})")
     return RowOutcome(recorded=True, job_id=claim.job_id, row_id=claim.row_id,
-                      job_finished=finished)
+                      job_finished=finished, next_claim=following)
 
 
 def _row_result(connection: Connection, claim: ClaimedRow, probe: AccountProbe | None,
@@ -629,12 +665,22 @@ class RowProcessor:
         busy: set[str] = set()
         # Jobs whose team ran out of login quota: their rows wait for a timed message.
         blocked: set[str] = set()
-        for _ in range(budget):
+        # The row the last result's transaction claimed for this runner to test next.
+        ahead: ClaimedRow | None = None
+        for turn in range(budget):
             if stopping():
+                if ahead is not None:
+                    give_back(self.db, ahead)
                 break
-            outcome = self._next(woken, None if job_id in blocked else job_id, frozenset(busy))
+            # Not on the last turn: a row claimed then would have to be given back.
+            claim_ahead = None if turn == budget - 1 else ClaimAhead(self.lease_seconds,
+                                                                      frozenset(busy))
+            outcome = (self._test(ahead, claim_ahead) if ahead is not None else
+                       self._next(woken, None if job_id in blocked else job_id,
+                                  frozenset(busy), claim_ahead))
             if outcome is None:
                 return
+            ahead = outcome.next_claim
             if job_id is not None and outcome.job_id != job_id and job_id not in blocked:
                 # A woken row of another job: this runner goes on as that job's runner (its
                 # own runners stopped when its rows had to wait), and its old job gets a
@@ -656,16 +702,20 @@ class RowProcessor:
             queue.run_rows(job_id, 1)
 
     def _next(self, woken: deque[tuple[int, tuple[str, ...]]], job_id: str | None,
-              busy: frozenset[str]) -> RowOutcome | None:
+              busy: frozenset[str], ahead: ClaimAhead | None) -> RowOutcome | None:
         while woken:
             row_id, freed = woken.popleft()
-            outcome = self.process(row_id)
-            if outcome is not None:
-                return outcome
+            claim = claim_row(self.db, self.clock, self.lease_seconds, row_id)
+            if claim is not None:
+                # Woken rows go first: claim ahead only when none is left.
+                return self._test(claim, None if woken else ahead)
             # Woken but done, cancelled or taken meanwhile: pass the freed slot on, or the
             # rows still waiting for it would wait for the sweeper.
             woken.extend((row, freed) for row in self.gate.wake(freed))
-        return None if job_id is None else self.process_next(job_id, busy)
+        if job_id is None:
+            return None
+        claim = claim_next_row(self.db, self.clock, self.lease_seconds, job_id, busy)
+        return None if claim is None else self._test(claim, ahead)
 
     @staticmethod
     def _follow_up(queue: JobPublisher, outcome: RowOutcome) -> None:
@@ -676,14 +726,14 @@ class RowProcessor:
         if outcome.runners and outcome.job_id is not None:
             queue.run_rows(outcome.job_id, outcome.runners)
 
-    def _test(self, claim: ClaimedRow) -> RowOutcome:
+    def _test(self, claim: ClaimedRow, ahead: ClaimAhead | None = None) -> RowOutcome:
         # Every line logged while this row is tested names it, its job and (a re-test) its
         # account; record_result adds the account a connect row saved.
         with logs.log_context(request_id=claim.job_id, row_id=claim.row_id,
                               account_id=claim.target.account_id if claim.target else None):
-            return self._test_row(claim)
+            return self._test_row(claim, ahead)
 
-    def _test_row(self, claim: ClaimedRow) -> RowOutcome:
+    def _test_row(self, claim: ClaimedRow, ahead: ClaimAhead | None) -> RowOutcome:
         if claim.settings is None:
             return record_result(self.db, self.clock, claim, None)
         if claim.settings.get(DETECT):
@@ -728,7 +778,8 @@ class RowProcessor:
             outcome = RowOutcome(recorded=False, job_id=claim.job_id, row_id=claim.row_id,
                                  retry_in=delay)
         else:
-            outcome = record_result(self.db, self.clock, claim, probe)
+            # The rows this release woke go first: then the runner claims nothing ahead.
+            outcome = record_result(self.db, self.clock, claim, probe, None if woken else ahead)
         return replace(outcome, woken=woken, freed=lease.hosts, runners=runners)
 
     def _refresh(self, claim: ClaimedRow) -> ClaimedRow | RowOutcome:

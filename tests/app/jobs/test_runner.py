@@ -7,7 +7,7 @@ from dataclasses import replace
 import fakeredis
 import pytest
 import requests
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, event, func, select, update
 
 from app.jobs.finish import finish_job
 from app.jobs.hostgate import GateDecision, HostLease, OpenGate, RedisHostGate
@@ -687,6 +687,54 @@ def test_after_a_busy_host_a_runner_takes_only_rows_of_other_hosts(services, tea
             for r in (first, second, third, fourth)] == [
         (RowState.WAITING, 1), (RowState.PENDING, 0), (RowState.DONE, 1), (RowState.DONE, 1)]
     assert queue.published == [], "its job's only other row waits for the same host"
+
+
+def test_a_runner_claims_its_next_row_in_the_transaction_of_the_last_result(
+        services, team_id):
+    job = submit(services, team_id, [bulk_row(f"u{i}@example.com") for i in range(4)])
+    row_ids = start_job(services.db, services.clock, job.job_id)
+    commits = []
+
+    def committed(connection) -> None:
+        commits.append(connection)
+
+    event.listen(services.db.engine, "commit", committed)
+    try:
+        processor(services, FakeProber()).run(RecordingQueue(), job_id=job.job_id, budget=3)
+    finally:
+        event.remove(services.db.engine, "commit", committed)
+    assert len(commits) == 4, "a claim, then a result per row, the first two claiming ahead"
+    assert [(row(services, r).state, row(services, r).attempts) for r in row_ids] == [
+        (RowState.DONE, 1)] * 3 + [(RowState.PENDING, 0)], "nothing claimed on the last turn"
+
+
+def test_a_row_claimed_ahead_is_given_back_when_the_worker_stops(services, team_id):
+    job = submit(services, team_id, [bulk_row(f"u{i}@example.com") for i in range(3)])
+    first, second, third = start_job(services.db, services.clock, job.job_id)
+    queue, stops = RecordingQueue(), iter([False, True])
+    processor(services, FakeProber()).run(queue, job_id=job.job_id, stopping=lambda: next(stops))
+    assert queue.published == [("run_rows", job.job_id, 1)]
+    taken_ahead = row(services, second)
+    assert (taken_ahead.state, taken_ahead.attempts, taken_ahead.claims,
+            taken_ahead.lease_expires_at) == (RowState.PENDING, 0, 1, None)
+    processor(services, FakeProber()).run(queue, job_id=job.job_id)
+    assert [row(services, r).state for r in (first, second, third)] == [RowState.DONE] * 3
+
+
+def test_rows_woken_by_a_release_go_before_a_claim_ahead(services, team_id):
+    job = submit(services, team_id, [bulk_row("a@example.com"), bulk_row("b@example.com"),
+                                     bulk_row("c@example.com", smtpHost="smtp.other.example",
+                                              imapHost="imap.other.example")])
+    a, b, c = start_job(services.db, services.clock, job.job_id)
+    gate, queue = redis_gate(), RecordingQueue()
+    # While `a` holds its hosts, a second runner finds them busy and puts `b` on their list.
+    prober = HookedProber({0: lambda: processor(services, FakeProber(), gate=gate)
+                           .run(RecordingQueue(), job_id=job.job_id, budget=1)})
+    processor(services, prober, gate=gate).run(queue, job_id=job.job_id, budget=2)
+    assert [smtp.host for smtp, _ in prober.calls] == ["smtp.example.com"] * 2, \
+        "b, woken by a's release, before the job's next pending row"
+    assert [row(services, r).state for r in (a, b, c)] == [
+        RowState.DONE, RowState.DONE, RowState.PENDING]
 
 
 def test_a_runner_of_a_worker_shutting_down_hands_its_work_on(services, team_id):
