@@ -14,7 +14,8 @@ default concurrency (100), so most runners find the host busy. Prints:
   time is the mean `durationMs` of this job's own rows (so rows x it is the slot time the
   job needs; the ratio against the median is printed too);
 - the peak concurrent sessions per protocol while their client holds them open (must never
-  exceed the cap), counted by a proxy in front of the latency proxy.
+  exceed the cap), counted by a proxy in front of the latency proxy, in a process of its own
+  (so that it sees accepts and closes in the kernel's order; see tests/servers/counting_proxy.py).
 One JSON line last.
 """
 
@@ -32,7 +33,7 @@ from app.db import Database
 from app.models import ConnectJobRow
 from tests.bench.environment import bench_servers, machine_reference, print_result, service_env
 from tests.factories import bulk_row
-from tests.servers.counting_proxy import counting_proxy
+from tests.servers.counting_proxy import counting_proxy, counting_proxy_process
 from tests.servers.worker import celery_process
 from tests.workers.conftest import Api
 
@@ -58,8 +59,10 @@ def main() -> None:
         slow_imap = stack.enter_context(counting_proxy(mail.imaps_port, delay_seconds=delay))
         # Counted in front of the latency, while the client holds each session open: the
         # delaying relay keeps a session a little longer than its client does.
-        smtp = stack.enter_context(counting_proxy(slow_smtp.port, until_client_closes=True))
-        imap = stack.enter_context(counting_proxy(slow_imap.port, until_client_closes=True))
+        smtp = stack.enter_context(counting_proxy_process(slow_smtp.port,
+                                                          until_client_closes=True))
+        imap = stack.enter_context(counting_proxy_process(slow_imap.port,
+                                                          until_client_closes=True))
         db_url = args.database_url or f"sqlite:///{tmp}/busyhost.db"
         env = service_env(tmp, db_url, redis_url, s3, pki,
                           PROBE_HOST_LIMITS=f"{HOST}={args.cap}")

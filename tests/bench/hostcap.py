@@ -4,6 +4,9 @@
 
 Every account's SMTP and IMAP both go to one Dovecot, each through a counting proxy, so each
 protocol's host sees the cap. Workers run the default concurrency (WORKER_CONCURRENCY=100).
+The proxies run in processes of their own and count a session while its client holds it, in
+the kernel's order of accepts and closes (tests/servers/counting_proxy.py), so a peak above
+the cap is one the workers really held. One JSON line last.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from contextlib import ExitStack
 
 from tests.bench.environment import bench_servers, machine_reference, print_result, service_env
 from tests.factories import bulk_row
-from tests.servers.counting_proxy import counting_proxy
+from tests.servers.counting_proxy import counting_proxy_process
 from tests.servers.worker import celery_process
 from tests.workers.conftest import Api
 
@@ -28,8 +31,10 @@ def main() -> None:
     reference = machine_reference()
     users = {f"user{i}@example.test": f"pw-{i}" for i in range(args.accounts)}
     with bench_servers(users) as (tmp, pki, mail, redis_url, s3), ExitStack() as stack:
-        smtp = stack.enter_context(counting_proxy(mail.submission_port))
-        imap = stack.enter_context(counting_proxy(mail.imaps_port))
+        smtp = stack.enter_context(counting_proxy_process(mail.submission_port,
+                                                          until_client_closes=True))
+        imap = stack.enter_context(counting_proxy_process(mail.imaps_port,
+                                                          until_client_closes=True))
         db_url = f"sqlite:///{tmp}/bench.db"
         env = service_env(tmp, db_url, redis_url, s3, pki,
                           PROBE_MAX_PER_HOST=str(args.cap))
@@ -50,9 +55,13 @@ def main() -> None:
           f"completed in {elapsed:.1f}s, succeeded {status['succeeded']}")
     print(f"peak concurrent SMTP sessions to localhost: {smtp.peak} (of {smtp.total})")
     print(f"peak concurrent IMAP sessions to 127.0.0.1: {imap.peak} (of {imap.total})")
+    cap_held = smtp.peak <= args.cap and imap.peak <= args.cap
+    print(f"cap {args.cap}: {'held' if cap_held else 'EXCEEDED'}")
     print_result({"accounts": args.accounts, "cap": args.cap, "workers": args.workers,
-                      "seconds": round(elapsed, 1), "succeeded": status["succeeded"],
-                      "peak_smtp": smtp.peak, "peak_imap": imap.peak}, reference)
+                  "seconds": round(elapsed, 1), "succeeded": status["succeeded"],
+                  "peak_smtp": smtp.peak, "peak_imap": imap.peak,
+                  "sessions_smtp": smtp.total, "sessions_imap": imap.total,
+                  "cap_held": cap_held}, reference)
 
 
 if __name__ == "__main__":

@@ -117,6 +117,15 @@ def test_busyhost_benchmark_runs():
     assert result["probe_ms"] > 0 and result["wall_ratio"] > 0
 
 
+def test_hostcap_benchmark_runs():
+    # 2 workers of 100 threads each against a cap of 3, counted in the proxies' own processes.
+    result = run_bench("tests.bench.hostcap", "--accounts", "20", "--cap", "3",
+                       "--workers", "2")
+    assert (result["accounts"], result["succeeded"]) == (20, 20)
+    assert result["cap_held"] and 1 <= result["peak_smtp"] <= 3 and 1 <= result["peak_imap"] <= 3
+    assert result["sessions_smtp"] == result["sessions_imap"] == 20
+
+
 def test_ratelimit_benchmark_runs():
     result = run_bench("tests.bench.ratelimit", "--rounds", "2", "--polls", "20")
     assert result["on_ms"] > 0 and result["off_ms"] > 0 and result["ratio"] > 0
