@@ -3,13 +3,16 @@ accounts through mailconnect (POST, worker, database, report, status `completed`
 
     python -m tests.bench.throughput --accounts 1000 --accounts 5000 --runs 3
         --database-url sqlite --database-url postgresql+psycopg://...  [--latency-ms 40]
+        [--workers 2]
 
 Both talk to one local Dovecot through a proxy that adds latency to every read, and each runs
 in processes of its own (the baseline script; mailconnect's gunicorn and worker as the
 Procfile starts them). The system runs the documented default worker setup (one `celery
 worker`, WORKER_CONCURRENCY=100), except PROBE_MAX_PER_HOST, raised to the concurrency because
-every account shares one host. For each size, each run times the baseline once, then the
-system on each database (`sqlite` is a fresh SQLite file per run).
+every account shares one host; `--workers N` runs N worker processes sharing those 100 threads
+instead (the sizing guide's one process per core, for a CPU-bound machine). For each size,
+each run times the baseline once, then the system on each database (`sqlite` is a fresh
+SQLite file per run).
 
 Prints every run; per size and database the medians, their ratio, and CPU milliseconds per
 row (medians) from the POST to `completed`: the worker's process tree, gunicorn's process tree
@@ -54,6 +57,8 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, action="append")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--latency-ms", type=float, default=40.0)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes, sharing the concurrency evenly")
     parser.add_argument("--database-url", action="append",
                         help="repeatable; `sqlite` (the default) is a fresh SQLite file")
     args = parser.parse_args()
@@ -62,9 +67,10 @@ def main() -> None:
     reference = machine_reference()
     users = {f"user{i}@example.test": f"pw-{i}" for i in range(max(sizes))}
     print(f"{', '.join(map(str, sizes))} accounts, {CONCURRENCY} at once, "
-          f"+{args.latency_ms:g} ms per read; system: default worker setup with "
-          f"PROBE_MAX_PER_HOST={CONCURRENCY} (raised from 20: every account shares one host)",
-          flush=True)
+          f"+{args.latency_ms:g} ms per read; system: {args.workers} worker(s) x "
+          f"{CONCURRENCY // args.workers} threads, PROBE_MAX_PER_HOST={CONCURRENCY} (raised "
+          "from 20: every account shares one host)", flush=True)
+    worker_envs = [{"WORKER_CONCURRENCY": str(CONCURRENCY // args.workers)}] * args.workers
     results = []
     with bench_servers(users) as (tmp, pki, mail, redis_url, s3), \
             behind_latency(mail, args.latency_ms) as (smtp, imap):
@@ -80,7 +86,8 @@ def main() -> None:
                     name = f"{label}-{size}-{run}"
                     env = service_env(tmp, database_url(given, tmp, name), redis_url, s3, pki,
                                       PROBE_MAX_PER_HOST=str(CONCURRENCY))
-                    job = run_job(tmp, name, env, account_rows(some, smtp.port, imap.port))
+                    job = run_job(tmp, name, env, account_rows(some, smtp.port, imap.port),
+                                  worker_envs=worker_envs)
                     systems[label].append({"seconds": job.seconds, **job.cpu_ms_per_row()})
                     cpu = ", ".join(f"{k} {v:.2f}" for k, v in job.cpu_ms_per_row().items())
                     print(f"{size} accounts, run {run}, {label}: baseline {baseline.seconds:.2f}s "
@@ -112,7 +119,8 @@ def main() -> None:
                          if label == "postgresql" else "in-process")
                       + f"; baseline {base_cpu:.2f} ms CPU per account; worker CPU per row / "
                       f"baseline CPU per account {cpu['worker'] / base_cpu:.2f}", flush=True)
-    print_result({"concurrency": CONCURRENCY, "latency_ms": args.latency_ms, "runs": args.runs,
+    print_result({"concurrency": CONCURRENCY, "workers": args.workers,
+                  "latency_ms": args.latency_ms, "runs": args.runs,
                   "results": results}, reference)
 
 
