@@ -468,12 +468,14 @@ def record_result(db: Database, clock: Clock, claim: ClaimedRow, probe: AccountP
             values = _row_result(connection, claim, probe, now)
             if not connection.execute(_FINISH_ROW, {**_mine(claim), **values}).rowcount:
                 raise _LeaseLost
+            # Before the job's counters: on PostgreSQL the job's row stays locked from its
+            # update to the commit, and every runner of the job waits for that lock.
+            following = None if ahead is None else _claim_next(
+                connection, clock, ahead.lease_seconds, claim.job_id, ahead.avoid)
             code = values["error_code"] or values["smtp_error_code"] or values["imap_error_code"]
             verified = values["account_status"]
             finished = _count(connection, claim.job_id, now, verified=verified,
                               unverified=1 - verified, code=None if verified else code)
-            following = None if finished or ahead is None else _claim_next(
-                connection, clock, ahead.lease_seconds, claim.job_id, ahead.avoid)
     except _LeaseLost:
         log.info("row %s was taken over by another worker; its result is theirs", claim.row_id)
         return RowOutcome(recorded=False, job_id=claim.job_id, row_id=claim.row_id)
@@ -651,9 +653,10 @@ class RowProcessor:
 
         It starts with `row_id` when given (a woken or timed row, which names the job), then
         each row a freed slot woke (going on as a runner of that row's job), then the job's
-        next pending rows. Once a row had to wait for its host, the runner takes no more rows
-        of that host (they would only wait too), only rows of other hosts among the job's
-        next few; when there are none it stops. So idle runners never claim and park a whole
+        next pending rows, each claimed in the transaction of the last one's result. Once a
+        row had to wait for its host, the runner takes no more rows of that host (they would
+        only wait too), only rows of other hosts among the job's next few; when there are
+        none it stops. So idle runners never claim and park a whole
         job whose rows all wait on one host, while rows for free hosts keep flowing. Out of
         budget, it hands its woken row on, or else announces one successor. It does the same
         as soon as `stopping()` says its worker is shutting down, so that a deploy's grace

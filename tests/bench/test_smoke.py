@@ -129,3 +129,13 @@ def test_hostcap_benchmark_runs():
 def test_ratelimit_benchmark_runs():
     result = run_bench("tests.bench.ratelimit", "--rounds", "2", "--polls", "20")
     assert result["on_ms"] > 0 and result["off_ms"] > 0 and result["ratio"] > 0
+
+
+def test_jobpath_benchmark_runs(database_url):
+    result = run_bench("tests.bench.jobpath", "--rows", "40", "--runs", "1",
+                       *databases(database_url))
+    assert len(result["results"]) == len(databases(database_url)) // 2
+    for each in result["results"]:
+        assert each["rows"] == 40 and each["median_cpu_ms_per_row"] > 0
+        # A runner's ten rows: one claim, then each result claiming the next (not two each).
+        assert each["commits_per_row"] == 1.1
