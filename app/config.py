@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     probe_timeout_seconds: float = Field(default=20.0, gt=0, le=300, alias="PROBE_TIMEOUT_SECONDS")
     probe_allow_networks: str = Field(default="", alias="PROBE_ALLOW_NETWORKS")
     probe_extra_ca_file: str | None = Field(default=None, alias="PROBE_EXTRA_CA_FILE")
+    # How long a mail host's addresses are reused before it is resolved again; 0: every probe
+    # resolves.
+    probe_dns_cache_seconds: float = Field(default=60.0, ge=0, le=3600,
+                                           alias="PROBE_DNS_CACHE_SECONDS")
     # Comma-separated host names and IP addresses the service refuses outright. A name bans
     # itself and every subdomain; a leading dot changes nothing (`.example.com` is
     # `example.com`, which also bans `mail.example.com` but not `badexample.com`).

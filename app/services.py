@@ -16,6 +16,7 @@ from app.jobs.hostgate import HostGate, RedisHostGate
 from app.jobs.loginquota import LoginQuota, RedisLoginQuota
 from app.oauth.tokens import TokenRefresher
 from app.probe import Prober
+from app.probe.network import CachingResolver, Resolver, SystemResolver
 from app.storage import ReportStore, s3_report_store
 
 
@@ -51,6 +52,13 @@ def build_host_gate(settings: Settings) -> RedisHostGate:
     )
 
 
+def build_resolver(settings: Settings) -> Resolver:
+    resolver = SystemResolver()
+    if settings.probe_dns_cache_seconds <= 0:
+        return resolver
+    return CachingResolver(resolver, settings.probe_dns_cache_seconds)
+
+
 def build_login_quota(settings: Settings) -> RedisLoginQuota:
     return RedisLoginQuota(redis.Redis.from_url(settings.redis_url),
                            limit=settings.team_max_logins_per_hour,
@@ -66,7 +74,7 @@ def build_services(settings: Settings, store: ReportStore | None = None,
         db=db,
         cipher=cipher,
         store=store or s3_report_store(settings),
-        prober=Prober(settings.probe_settings()),
+        prober=Prober(settings.probe_settings(), resolver=build_resolver(settings)),
         gate=gate or build_host_gate(settings),
         login_quota=build_login_quota(settings),
         clock=clock,

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
@@ -50,6 +51,39 @@ class SystemResolver:
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         if not addresses:
             raise HostNotFound(f"{host}: no addresses")
+        return addresses
+
+
+class CachingResolver:
+    """Another resolver's answers, kept per host for `ttl_seconds`.
+
+    A job's mailboxes sit on a few providers' hosts (hundreds on smtp.gmail.com), so without
+    it every probe asks the resolver again, two lookups per mailbox. getaddrinfo tells no TTL:
+    a fixed, short one bounds how long a changed record goes unseen. Failures are not kept: a
+    retry asks again. The answers are checked against the network policy on every use, as
+    fresh ones are.
+    """
+
+    def __init__(self, inner: Resolver, ttl_seconds: float, max_hosts: int = 10_000,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._inner = inner
+        self._ttl = ttl_seconds
+        self._max_hosts = max_hosts
+        self._monotonic = monotonic
+        self._answers: dict[str, tuple[float, list[str]]] = {}
+
+    async def resolve(self, host: str, port: int) -> list[str]:
+        key = host.lower()
+        kept = self._answers.get(key)
+        now = self._monotonic()
+        if kept is not None and kept[0] > now:
+            return list(kept[1])
+        addresses = await self._inner.resolve(host, port)
+        if len(self._answers) >= self._max_hosts:
+            # The oldest answer goes first (dicts keep insertion order).
+            self._answers.pop(next(iter(self._answers)), None)
+        self._answers.pop(key, None)
+        self._answers[key] = (now + self._ttl, list(addresses))
         return addresses
 
 

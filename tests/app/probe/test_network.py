@@ -8,10 +8,17 @@ import socket
 
 import pytest
 
+from app.config import load_settings
 from app.probe import Encryption, ErrorCode, HostNotFound, Prober, ProbeSettings, SystemResolver
 from app.probe.errors import ProbeError
-from app.probe.network import blocked_addresses, is_allowed, resolve_allowed
+from app.probe.network import (
+    CachingResolver,
+    blocked_addresses,
+    is_allowed,
+    resolve_allowed,
+)
 from app.probe.policy import OPEN_POLICY
+from app.services import build_resolver
 from tests.app.probe.conftest import LOOPBACK_NETS, endpoint
 from tests.servers.faults import silent_server
 from tests.servers.smtp import start_smtp_server
@@ -120,6 +127,54 @@ def test_system_resolver_reads_the_hosts_file_and_rejects_bad_names() -> None:
     assert "127.0.0.1" in asyncio.run(resolver.resolve("localhost", 25))
     with pytest.raises(HostNotFound):
         asyncio.run(resolver.resolve("bad..name", 25))  # fails in IDNA, before any DNS query
+
+
+class Ticks:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_caching_resolver_asks_once_per_host_until_its_answer_expires() -> None:
+    inner, ticks = FakeResolver({"smtp.gmail.com": ["142.250.1.108"]}), Ticks()
+    resolver = CachingResolver(inner, ttl_seconds=60, monotonic=ticks)
+    for host in ("smtp.gmail.com", "SMTP.Gmail.com", "smtp.gmail.com"):
+        assert asyncio.run(resolver.resolve(host, 587)) == ["142.250.1.108"]
+    assert inner.asked == ["smtp.gmail.com"]
+    inner.answers["smtp.gmail.com"] = ["142.250.1.109"]
+    ticks.now += 59
+    assert asyncio.run(resolver.resolve("smtp.gmail.com", 465)) == ["142.250.1.108"]
+    ticks.now += 1
+    assert asyncio.run(resolver.resolve("smtp.gmail.com", 465)) == ["142.250.1.109"]
+    assert len(inner.asked) == 2
+
+
+def test_caching_resolver_keeps_no_failure_and_a_bounded_number_of_hosts() -> None:
+    inner = FakeResolver({"a.test": ["8.8.8.8"], "b.test": ["8.8.4.4"], "c.test": ["1.1.1.1"]})
+    resolver = CachingResolver(inner, ttl_seconds=60, max_hosts=2)
+    for _ in range(2):
+        with pytest.raises(HostNotFound):
+            asyncio.run(resolver.resolve("nxdomain.test", 25))
+    assert inner.asked == ["nxdomain.test"] * 2, "a failure is asked again"
+    for host in ("a.test", "b.test", "c.test", "b.test", "c.test", "a.test"):
+        asyncio.run(resolver.resolve(host, 25))
+    assert inner.asked[2:] == ["a.test", "b.test", "c.test", "a.test"], "a.test went first"
+
+
+def test_a_cached_answer_passes_the_network_policy_on_every_use() -> None:
+    resolver = CachingResolver(FakeResolver({"mail.evil.test": ["127.0.0.1"]}), ttl_seconds=60)
+    for _ in range(2):
+        with pytest.raises(ProbeError) as refused:
+            asyncio.run(resolve_allowed("mail.evil.test", 25, resolver))
+        assert refused.value.code == ErrorCode.HOST_BLOCKED
+
+
+def test_services_probe_through_the_cache_unless_it_is_turned_off() -> None:
+    assert isinstance(build_resolver(load_settings()), CachingResolver)
+    assert isinstance(build_resolver(load_settings(PROBE_DNS_CACHE_SECONDS="0")),
+                      SystemResolver)
 
 
 def test_connects_to_the_checked_address_not_the_name(pki) -> None:
