@@ -633,17 +633,18 @@ class RowProcessor:
     # they are stored.
     tokens: TokenRefresher | None = None
 
-    def process(self, row_id: int) -> RowOutcome | None:
-        """Test this row, if it still needs it; None when it cannot be claimed."""
+    def process(self, row_id: int, ahead: ClaimAhead | None = None) -> RowOutcome | None:
+        """Test this row, if it still needs it; None when it cannot be claimed. With `ahead`,
+        the result's transaction also claims the job's next row (`RowOutcome.next_claim`)."""
         claim = claim_row(self.db, self.clock, self.lease_seconds, row_id)
-        return None if claim is None else self._test(claim)
+        return None if claim is None else self._test(claim, ahead)
 
-    def process_next(self, job_id: str, avoid: frozenset[str] = frozenset()
-                     ) -> RowOutcome | None:
+    def process_next(self, job_id: str, avoid: frozenset[str] = frozenset(),
+                     ahead: ClaimAhead | None = None) -> RowOutcome | None:
         """Test the job's next pending row (on none of the `avoid` hosts); None when there
-        is none."""
+        is none. `ahead` as for process()."""
         claim = claim_next_row(self.db, self.clock, self.lease_seconds, job_id, avoid)
-        return None if claim is None else self._test(claim)
+        return None if claim is None else self._test(claim, ahead)
 
     def run(self, queue: JobPublisher, job_id: str | None = None, row_id: int | None = None,
             budget: int = ROWS_PER_RUNNER, stopping: Callable[[], bool] = lambda: False
@@ -708,17 +709,14 @@ class RowProcessor:
               busy: frozenset[str], ahead: ClaimAhead | None) -> RowOutcome | None:
         while woken:
             row_id, freed = woken.popleft()
-            claim = claim_row(self.db, self.clock, self.lease_seconds, row_id)
-            if claim is not None:
-                # Woken rows go first: claim ahead only when none is left.
-                return self._test(claim, None if woken else ahead)
+            # Woken rows go first: claim ahead only when none is left.
+            outcome = self.process(row_id, None if woken else ahead)
+            if outcome is not None:
+                return outcome
             # Woken but done, cancelled or taken meanwhile: pass the freed slot on, or the
             # rows still waiting for it would wait for the sweeper.
             woken.extend((row, freed) for row in self.gate.wake(freed))
-        if job_id is None:
-            return None
-        claim = claim_next_row(self.db, self.clock, self.lease_seconds, job_id, busy)
-        return None if claim is None else self._test(claim, ahead)
+        return None if job_id is None else self.process_next(job_id, busy, ahead)
 
     @staticmethod
     def _follow_up(queue: JobPublisher, outcome: RowOutcome) -> None:
