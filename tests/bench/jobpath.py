@@ -24,39 +24,13 @@ from app.config import load_settings
 from app.jobs.intake import submit_job
 from app.jobs.runner import RetryPolicy, RowProcessor, start_job
 from app.migrate import upgrade
-from app.probe.model import AccountProbe, ProtocolResult
 from app.services import Services, build_services
 from app.teams import create_api_key
+from tests.app.jobs.test_runner import FakeProber, RecordingQueue
 from tests.bench.environment import machine_reference, print_result
 from tests.bench.system import database_label, database_url
 from tests.factories import bulk_row
 from tests.servers.redis_server import private_redis
-
-VERIFIED = ProtocolResult("ok", duration_ms=5)
-
-
-class InstantProber:
-    def probe_sync(self, smtp, imap) -> AccountProbe:
-        return AccountProbe(smtp=VERIFIED, imap=VERIFIED, duration_ms=5)
-
-
-class Runners:
-    """The follow-up messages a runner publishes; only announced runners are run here."""
-
-    def __init__(self) -> None:
-        self.announced = 0
-
-    def run_rows(self, job_id: str, runners: int) -> None:
-        self.announced += runners
-
-    def wake_rows(self, row_ids) -> None:
-        pass
-
-    def finish_job(self, job_id: str) -> None:
-        pass
-
-    def probe_row_later(self, row_id: int, delay: float) -> None:
-        pass
 
 
 def one_run(services: Services, rows: int) -> tuple[float, float]:
@@ -68,7 +42,7 @@ def one_run(services: Services, rows: int) -> tuple[float, float]:
                         policy=services.settings.host_policy).job_id
     start_job(services.db, services.clock, job_id)
     runner = RowProcessor(db=services.db, clock=services.clock, cipher=services.cipher,
-                          prober=InstantProber(), gate=services.gate, policy=RetryPolicy(),
+                          prober=FakeProber(), gate=services.gate, policy=RetryPolicy(),
                           lease_seconds=60, quota=services.login_quota)
     commits = 0
 
@@ -76,14 +50,17 @@ def one_run(services: Services, rows: int) -> tuple[float, float]:
         nonlocal commits
         commits += 1
 
-    queue = Runners()
-    queue.announced = 1
+    # Only the runners each run announces are run here, one after another.
+    queue, announced = RecordingQueue(), 1
     event.listen(services.db.engine, "commit", committed)
     started = time.process_time()
     try:
-        while queue.announced:
-            queue.announced -= 1
+        while announced:
+            announced -= 1
+            published = len(queue.published)
             runner.run(queue, job_id=job_id)
+            announced += sum(message[2] for message in queue.published[published:]
+                             if message[0] == "run_rows")
     finally:
         cpu = time.process_time() - started
         event.remove(services.db.engine, "commit", committed)
