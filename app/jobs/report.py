@@ -28,7 +28,10 @@ INVALID_HINTS = {
                           "row is tested.",
     ACCOUNT_NOT_FOUND: "Use the id of one of this team's accounts (GET /v1/email-accounts).",
 }
-CHUNK_ROWS = 5000
+# A chunk (its rows, their report dicts and the frame) is the report's working set, about
+# 7 KB a row, built in a worker whose allocator keeps that peak as RSS afterwards. 1,000
+# rows hold it near 7 MB (5,000 took 35 MB), for one more page query per 1,000 rows.
+CHUNK_ROWS = 1000
 
 rows = ConnectJobRow.__table__
 
