@@ -10,12 +10,16 @@ starts it, a worker, beat), on each database given.
 Two phases, one after the other, while the job runs: pollers as clients poll (each waits a
 random 0 to 2 x --interval-ms between its polls; wrk's delay() hook), then flat out (no wait:
 latency is then mostly queueing, a stress figure). Needs wrk (Debian package `wrk`). Prints
-wrk's latency distributions; JSON line last.
+wrk's latency distributions, and beside each the same polls as gunicorn timed them, from its
+access log: from the moment a thread takes up the request to the response's last byte. The
+difference is the request's wait outside the app: in the kernel and gunicorn's queue for a
+thread, and wrk's own wait for a core. JSON line last.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import statistics
@@ -45,6 +49,28 @@ UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 def percentile_ms(output: str, label: str) -> float:
     number, unit = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
     return float(number) * UNITS[unit]
+
+
+def server_side_ms(log: Path, offset: int) -> dict:
+    """p50 and p99 of the status polls' durationMs in gunicorn's JSON access lines written
+    after `offset` (LOG_FORMAT=json, the default)."""
+    with log.open("rb") as lines:
+        lines.seek(offset)
+        polls = sorted(
+            line["durationMs"] for line in map(_json_or_none, lines)
+            if line and "/connect/status/" in str(line.get("path")) and "durationMs" in line)
+    if not polls:
+        raise SystemExit(f"no status polls in {log}'s access lines: is LOG_FORMAT json?")
+    return {"polls": len(polls), "p50_ms": statistics.median(polls),
+            "p99_ms": polls[min(len(polls) - 1, int(len(polls) * 0.99))]}
+
+
+def _json_or_none(line: bytes) -> dict | None:
+    try:
+        found = json.loads(line)
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def main() -> None:
@@ -84,7 +110,7 @@ def poll_during_job(servers: BenchServers, db_url: str, users: dict[str, str],
         worker = stack.enter_context(celery_process("worker", env, tmp, name=f"{name}-worker"))
         stack.enter_context(celery_process("beat", env, tmp, name=f"{name}-beat",
                                            extra=["--schedule", str(tmp / f"{name}-beat")]))
-        base_url, _ = stack.enter_context(web_process(env, tmp, name=f"{name}-web"))
+        base_url, web = stack.enter_context(web_process(env, tmp, name=f"{name}-web"))
         http = HttpApi(base_url, api.key)
         wait_ready(worker)
         request_id = http.submit(account_rows(users, mail.submission_port, mail.imaps_port))
@@ -99,6 +125,7 @@ def poll_during_job(servers: BenchServers, db_url: str, users: dict[str, str],
         for phase, script, runs in (("paced", ["-s", str(pacing)], args.runs),
                                     ("flat_out", [], 1)):
             for run in range(1, runs + 1):
+                logged = web.log.stat().st_size
                 wrk = subprocess.run(["wrk", "-t2", f"-c{args.pollers}", f"-d{args.seconds}s",
                                       "--latency", *script, "-H", f"x-api-key: {api.key}", url],
                                      capture_output=True, text=True, check=True).stdout
@@ -106,10 +133,14 @@ def poll_during_job(servers: BenchServers, db_url: str, users: dict[str, str],
                     f": each poller every {args.interval_ms} ms on average"
                     if phase == "paced" else ": no wait between polls"))
                 print(wrk, flush=True)
+                server = server_side_ms(web.log, logged)
+                print(f"    the same polls in gunicorn: p50 {server['p50_ms']:.1f} ms, "
+                      f"p99 {server['p99_ms']:.1f} ms ({server['polls']} polls)", flush=True)
                 (paced if phase == "paced" else flat_out).append({
                     "p50_ms": percentile_ms(wrk, "50"), "p99_ms": percentile_ms(wrk, "99"),
                     "requests_per_s": float(
-                        re.search(r"Requests/sec:\s+([\d.]+)", wrk).group(1))})
+                        re.search(r"Requests/sec:\s+([\d.]+)", wrk).group(1)),
+                    "server": server})
         during = http.status(request_id)
     api.services.db.dispose()
     # The job is left unfinished: its queued messages and host slots must not reach the next
@@ -118,9 +149,12 @@ def poll_during_job(servers: BenchServers, db_url: str, users: dict[str, str],
     print(f"job after polling: {during['processed']} of {during['total']} processed, "
           f"status {during['status']}")
     median_p99 = statistics.median(r["p99_ms"] for r in paced)
+    server_p99 = statistics.median(r["server"]["p99_ms"] for r in paced)
     per_run = ", ".join(f"{r['p99_ms']:.1f}" for r in paced)
-    print(f"paced p99 per run: {per_run} ms; median {median_p99:.1f} ms")
-    return {"paced": paced, "paced_median_p99_ms": median_p99, "flat_out": flat_out[0],
+    print(f"paced p99 per run: {per_run} ms; median {median_p99:.1f} ms "
+          f"(in gunicorn: median p99 {server_p99:.1f} ms)")
+    return {"paced": paced, "paced_median_p99_ms": median_p99,
+            "paced_median_server_p99_ms": server_p99, "flat_out": flat_out[0],
             "job_running": during["status"] == "running"}
 
 
