@@ -11,9 +11,9 @@ Two phases, one after the other, while the job runs: pollers as clients poll (ea
 random 0 to 2 x --interval-ms between its polls; wrk's delay() hook), then flat out (no wait:
 latency is then mostly queueing, a stress figure). Needs wrk (Debian package `wrk`). Prints
 wrk's latency distributions, and beside each the same polls as gunicorn timed them, from its
-access log: from the moment a thread takes up the request to the response's last byte. The
-difference is the request's wait outside the app: in the kernel and gunicorn's queue for a
-thread, and wrk's own wait for a core. JSON line last.
+access log: from a thread having parsed the request to the response written. The difference
+is the request's wait outside the app: in the kernel, for a gunicorn thread, and wrk's own
+wait for a core. JSON line last.
 """
 
 from __future__ import annotations
