@@ -51,16 +51,16 @@ def percentile_ms(output: str, label: str) -> float:
     return float(number) * UNITS[unit]
 
 
-def server_side_ms(log: Path, offset: int) -> dict:
-    """p50 and p99 of the status polls' durationMs in gunicorn's JSON access lines written
-    after `offset`."""
+def server_side_ms(log: Path, offset: int, path: str) -> dict:
+    """p50 and p99 of durationMs in gunicorn's JSON access lines for `path` written after
+    `offset`."""
     with log.open("rb") as lines:
         lines.seek(offset)
         polls = sorted(
             line["durationMs"] for line in map(_json_or_none, lines)
-            if line and "/connect/status/" in str(line.get("path")) and "durationMs" in line)
+            if line and line.get("path") == path and "durationMs" in line)
     if not polls:
-        raise SystemExit(f"no status polls in {log}'s access lines")
+        raise SystemExit(f"no requests for {path} in {log}'s access lines")
     return {"polls": len(polls), "p50_ms": statistics.median(polls),
             "p99_ms": polls[min(len(polls) - 1, int(len(polls) * 0.99))]}
 
@@ -115,7 +115,8 @@ def poll_during_job(servers: BenchServers, db_url: str, users: dict[str, str],
         http = HttpApi(base_url, api.key)
         wait_ready(worker)
         request_id = http.submit(account_rows(users, mail.submission_port, mail.imaps_port))
-        url = f"{base_url}/v1/email-accounts/connect/status/{request_id}"
+        path = f"/v1/email-accounts/connect/status/{request_id}"
+        url = base_url + path
         time.sleep(2)
         pacing = tmp / "pace.lua"
         # Independent clients: a random wait averaging the interval, so the pollers do not
@@ -134,7 +135,7 @@ def poll_during_job(servers: BenchServers, db_url: str, users: dict[str, str],
                     f": each poller every {args.interval_ms} ms on average"
                     if phase == "paced" else ": no wait between polls"))
                 print(wrk, flush=True)
-                server = server_side_ms(web.log, logged)
+                server = server_side_ms(web.log, logged, path)
                 print(f"    the same polls in gunicorn: p50 {server['p50_ms']:.1f} ms, "
                       f"p99 {server['p99_ms']:.1f} ms ({server['polls']} polls)", flush=True)
                 (paced if phase == "paced" else flat_out).append({
