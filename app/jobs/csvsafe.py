@@ -22,19 +22,30 @@ CONTENT_TYPE = "text/csv; charset=utf-8"
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
+def runs_as_formula(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(FORMULA_STARTS)
+
+
 def neutralise(value: Any) -> Any:
     """`value` as text a spreadsheet will not evaluate: '=HYPERLINK(..)' stays text."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
+    return "'" + value if runs_as_formula(value) else value
 
 
 def neutralise_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """The frame with every text cell neutralised. Numeric columns (ids, counts, durations)
     are left as numbers: a number is never a formula, and quoting one would turn it to text."""
     for column in frame.columns:
-        if not is_numeric_dtype(frame[column]):
-            frame[column] = frame[column].map(neutralise)
+        if is_numeric_dtype(frame[column]):
+            continue
+        values = frame[column].to_numpy()
+        # Found with a comprehension and replaced one by one: most columns have no such cell,
+        # and Series.map's call per cell was most of a 50,000-row report's time.
+        risky = [i for i, value in enumerate(values) if runs_as_formula(value)]
+        if risky:
+            values = values.copy()
+            for i in risky:
+                values[i] = neutralise(values[i])
+            frame[column] = values
     return frame
 
 

@@ -22,6 +22,7 @@ from app.jobs.intake import PASSWORD_FIELDS
 from app.models import EmailAccount
 
 BULK_FIELDS: tuple[str, ...] = tuple(BulkRow.model_fields)
+_BULK_FIELD_SET = frozenset(BULK_FIELDS)
 COLUMNS = [*BULK_FIELDS, "errorCode", "error", "hint"]
 
 
@@ -76,7 +77,10 @@ def _record(raw: Any, report: dict[str, Any], accounts: dict[int, dict[str, Any]
         fields = _fields_from_settings(settings)
         error = (report["smtpError"] if report["errorCode"] == report["smtpErrorCode"]
                  else report["imapError"])
-    record = {name: _cell(fields.get(name)) for name in BULK_FIELDS}
+    # Only the fields the row has are converted: most of a row's 33 columns are blank.
+    record = dict.fromkeys(BULK_FIELDS)
+    record.update((name, _cell(value)) for name, value in fields.items()
+                  if name in _BULK_FIELD_SET)
     record.update({name: "" for name in PASSWORD_FIELDS})
     record.update(errorCode=report["errorCode"], error=error, hint=report["hint"])
     return record
