@@ -160,6 +160,10 @@ class EmailAccount(Base):
     # Bumped by every change of a connection setting or credential: a test result is written
     # only over the settings version it tested.
     settings_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # When the settings it holds were submitted (a job's POST, a single connect's request, a
+    # PATCH): a submission older than that never overwrites them, however late it finishes.
+    # Null for accounts saved before this was kept.
+    settings_submitted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     status: Mapped[int] = mapped_column(SmallInteger, default=0)
     smtp_result: Mapped[str | None] = mapped_column(String(16))
     smtp_error_code: Mapped[str | None] = mapped_column(String(64))

@@ -82,6 +82,7 @@ def connect_account(db: Database, cipher: CredentialCipher, clock: Clock, prober
     A new submission of settings: they are saved with their result, as a new settings version.
     An OAuth2 account's access token is refreshed first when it is due.
     """
+    submitted_at = clock.now()
     try:
         fresh = tokens and account.auth == AuthMethod.OAUTH2 and tokens.fresh(
             team_id, account.oauth2_provider, account.oauth2_tokens)
@@ -91,13 +92,15 @@ def connect_account(db: Database, cipher: CredentialCipher, clock: Clock, prober
         if fresh:
             account = account.with_tokens(fresh)
         probe = slots.probe(prober, account.smtp, account.imap)
-    account_id = None
-    if not dry_run:
-        with db.core_transaction() as connection:
-            account_id = upsert_tested_account(connection, team_id, account.settings(),
-                                               cipher.encrypt(account.secrets()), probe,
-                                               clock.now())
-    return ConnectResult(account_id, account.email, account.provider, probe)
+    if dry_run:
+        return ConnectResult(None, account.email, account.provider, probe)
+    with db.core_transaction() as connection:
+        saved = upsert_tested_account(connection, team_id, account.settings(),
+                                      cipher.encrypt(account.secrets()), probe, clock.now(),
+                                      submitted_at)
+    # A PATCH of the account while this test ran is newer: it stays, this result does not.
+    return ConnectResult(saved.account_id, account.email, account.provider, probe,
+                         RetestWrite.LANDED if saved.saved else RetestWrite.CHANGED)
 
 
 def save_untested(db: Database, cipher: CredentialCipher, clock: Clock, team_id: int,
@@ -107,9 +110,11 @@ def save_untested(db: Database, cipher: CredentialCipher, clock: Clock, team_id:
     test can run now. A /test later tests them."""
     untested = AccountProbe(smtp=ProtocolResult.skipped(), imap=ProtocolResult.skipped(),
                             duration_ms=0)
+    now = clock.now()
     with db.core_transaction() as connection:
         return upsert_tested_account(connection, team_id, account.settings(),
-                                     cipher.encrypt(account.secrets()), untested, clock.now())
+                                     cipher.encrypt(account.secrets()), untested, now,
+                                     now).account_id
 
 
 def retest_account(db: Database, cipher: CredentialCipher, clock: Clock, prober: AccountProber,
@@ -268,6 +273,7 @@ def _write_settings(db: Database, cipher: CredentialCipher, clock: Clock, team_i
     settings = checked.settings()
     credentials = cipher.encrypt(checked.secrets())
     version = read.settings_version + 1
+    now = clock.now()
     with db.core_transaction() as connection:
         written = connection.execute(
             update(accounts)
@@ -275,7 +281,7 @@ def _write_settings(db: Database, cipher: CredentialCipher, clock: Clock, team_i
                    accounts.c.settings_version == read.settings_version)
             .values(**settings_columns(settings, credentials), **UNTESTED,
                     **{SENDING_COLUMNS[name]: v for name, v in checked.sending.items()},
-                    settings_version=version, updated_at=clock.now())
+                    settings_version=version, updated_at=now, settings_submitted_at=now)
         ).rowcount
     if not written:
         return None

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Insert
+from sqlalchemy import Connection, Insert, bindparam, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.importing.rows import AUTH, OAUTH2_PROVIDER, record_detected
@@ -30,6 +30,13 @@ SENDING_COLUMNS = {
 }
 
 
+class Upserted(NamedTuple):
+    account_id: int
+    # False: the account holds settings submitted after these (a PATCH, or a later import),
+    # which were kept; this test's settings and result were not saved.
+    saved: bool
+
+
 def upsert_tested_account(
     connection: Connection,
     team_id: int,
@@ -37,19 +44,24 @@ def upsert_tested_account(
     credentials: str,
     probe: AccountProbe,
     now: dt.datetime,
-) -> int:
-    """Insert or update the team's account for this email; returns its id. An encryption the
-    probe detected is saved in place of `auto`, so later tests use it."""
+    submitted_at: dt.datetime,
+) -> Upserted:
+    """Insert or update the team's account for this email, unless it holds settings submitted
+    after `submitted_at` (when these were: a job's POST, a request's start). An encryption
+    the probe detected is saved in place of `auto`, so later tests use it."""
     settings = record_detected(settings, probe) or settings
     values = {**settings_columns(settings, credentials), **result_columns(probe, now),
-              "updated_at": now}
+              "updated_at": now, "settings_submitted_at": submitted_at}
     # Settings the row left out keep their stored values on a re-import.
     for name, value in (settings.get("sending") or {}).items():
         values[SENDING_COLUMNS[name]] = value
     statement = _upsert(connection.dialect.name, tuple(values))
-    return connection.execute(
-        statement, {"team_id": team_id, "email": settings["email"], "created_at": now, **values}
-    ).scalar_one()
+    key = {"team_id": team_id, "email": settings["email"]}
+    account_id = connection.execute(statement, {**key, "created_at": now, **values}
+                                    ).scalar_one_or_none()
+    if account_id is not None:
+        return Upserted(account_id, True)
+    return Upserted(connection.execute(_ACCOUNT_ID, key).scalar_one(), False)
 
 
 def settings_columns(settings: dict[str, Any], credentials: str) -> dict[str, Any]:
@@ -105,8 +117,16 @@ def _upsert(dialect: str, updated: tuple[str, ...]) -> Insert:
     insert = _INSERTS[dialect](_accounts)
     # A connect stores the settings it tested: a new version, so that a re-test of the older
     # settings that is still running cannot write its result over this one.
+    submitted = _accounts.c.settings_submitted_at
     return insert.on_conflict_do_update(
         index_elements=["team_id", "email"],
         set_={**{name: insert.excluded[name] for name in updated},
               "settings_version": _accounts.c.settings_version + 1},
+        # A user's PATCH (or a later import) made while these settings waited for their
+        # test wins: the newer submission is kept, and nothing is returned.
+        where=or_(submitted.is_(None), submitted <= insert.excluded.settings_submitted_at),
     ).returning(_accounts.c.id)
+
+
+_ACCOUNT_ID = select(_accounts.c.id).where(_accounts.c.team_id == bindparam("team_id"),
+                                           _accounts.c.email == bindparam("email"))

@@ -97,6 +97,8 @@ class ClaimedRow:
     target: RetestTarget | None = None
     # Its job's quota_wait_until when claimed: a row the quota lets through resumes the job.
     quota_mark: dt.datetime | None = None
+    # When its job was submitted: its account is saved only over older settings.
+    submitted_at: dt.datetime | None = None
 
     @property
     def hosts(self) -> list[str]:
@@ -206,7 +208,8 @@ _TAKE = dict(state=RowState.TESTING, attempts=rows.c.attempts + 1, claims=rows.c
 _TAKEN = (rows.c.id, rows.c.job_id, rows.c.attempts, rows.c.claims, rows.c.settings,
           rows.c.credentials, rows.c.smtp_result, rows.c.imap_result, rows.c.account_id,
           select(jobs.c.team_id).where(jobs.c.id == rows.c.job_id).scalar_subquery(),
-          select(jobs.c.quota_wait_until).where(jobs.c.id == rows.c.job_id).scalar_subquery())
+          select(jobs.c.quota_wait_until).where(jobs.c.id == rows.c.job_id).scalar_subquery(),
+          select(jobs.c.created_at).where(jobs.c.id == rows.c.job_id).scalar_subquery())
 # By id: a row woken from a host's waiting list, or by its timed message, or handed on.
 _CLAIM = (
     update(rows)
@@ -376,7 +379,7 @@ def _claimed(connection: Connection, statement: Any, params: dict[str, Any]
     if claimed is None:
         return None
     (row_id, job_id, attempt, claims, settings, credentials, smtp_result, imap_result,
-     account_id, team_id, quota_mark) = claimed
+     account_id, team_id, quota_mark, submitted_at) = claimed
     target = None
     if settings is None and account_id is not None:
         # A re-test tests the account as it is now, in the claim's own transaction.
@@ -386,7 +389,7 @@ def _claimed(connection: Connection, statement: Any, params: dict[str, Any]
     verified = frozenset(p for p, result in (("smtp", smtp_result), ("imap", imap_result))
                          if result == "ok")
     return ClaimedRow(row_id, job_id, team_id, attempt, settings, credentials, verified,
-                      claims, target, quota_mark)
+                      claims, target, quota_mark, submitted_at)
 
 
 def _mine(claim: ClaimedRow) -> dict[str, Any]:
@@ -495,8 +498,11 @@ def _row_result(connection: Connection, claim: ClaimedRow, probe: AccountProbe |
     if probe is None:
         return deleted
     if claim.target is None:
+        # Over settings submitted after the job's (a PATCH meanwhile), the row keeps its own
+        # result and names the account, which stays as it is.
         account_id = upsert_tested_account(connection, claim.team_id, claim.settings or {},
-                                           claim.credentials or "", probe, now)
+                                           claim.credentials or "", probe, now,
+                                           claim.submitted_at or now).account_id
     else:
         account_id = claim.target.account_id
         if not write_retest_result(connection, claim.target, probe, now) and \

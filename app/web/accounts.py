@@ -103,10 +103,13 @@ def connect_one():
     result = connect_account(s.db, s.cipher, s.clock, s.prober, g.team_id, checked,
                              dry_run=dry_run, slots=slots(), tokens=s.tokens)
     message = ("Email account tested; nothing was saved." if dry_run
+               else _CHANGED_DURING_CONNECT.format(result.account_id) if result.stale
                else "Email account connected." if result.probe.verified
                else "Email account saved, but its connection failed.")
     filled = [*checked.filled, *detected_notes(result.probe)]
-    extra = {"filledIn": filled} if filled else {}
+    extra: dict[str, object] = {"filledIn": filled} if filled else {}
+    if result.stale:
+        extra["stale"] = True
     if ignored:
         extra["ignoredFields"] = ignored
     return connect_response(result, message, **extra)
@@ -152,6 +155,9 @@ def destroy(account_id: int):
 
 
 _DELETED_DURING_TEST = "id: account {} was deleted while it was being tested"
+_CHANGED_DURING_CONNECT = (
+    "The account was changed while this test ran: the newer settings were kept, and these "
+    "(with this test's result) were not saved (see GET /v1/email-accounts/{}).")
 _STALE = ("The account's settings were changed while this test ran, so its stored result is "
           "not from this test: it is the newer settings' (see GET /v1/email-accounts/{}).")
 

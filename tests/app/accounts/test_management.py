@@ -216,3 +216,24 @@ def test_a_new_connect_of_the_same_email_wins_over_a_running_retest(services, pr
     account = get_account(s.db, team, account_id)
     assert account.smtp_error_code == "auth_failed"
     assert passwords(s, (team, account_id))["smtp"] == "resubmitted-pw"
+
+
+def test_a_connect_never_saves_over_a_patch_made_during_its_test(services, prober, team, pool):
+    s = services
+    account_id = seed(s, prober, team, "old-pw")
+    row = bulk_row("sarah@example.com", smtpPassword=GOOD, imapPassword=GOOD)
+    future = held(pool, prober, lambda: connect_account(
+        s.db, s.cipher, s.clock, prober, team, validate_row(row), slots=OPEN))
+    patched = update_account(s.db, s.cipher, s.clock, prober, team, account_id,
+                             {"smtpPassword": "patched-pw", "imapPassword": "patched-pw",
+                              "fromName": "Patched"}, slots=OPEN)
+    assert not patched.tested.stale
+    prober.go.set()
+    result = future.result(timeout=20)
+
+    assert result.account_id == account_id
+    assert result.probe.verified and result.stale, "its own result, reported as not saved"
+    assert passwords(s, (team, account_id)) == {"smtp": "patched-pw", "imap": "patched-pw"}
+    account = get_account(s.db, team, account_id)
+    assert (account.from_name, account.status, account.smtp_error_code) == (
+        "Patched", 0, "auth_failed"), "the PATCH's settings and its own test's result stay"

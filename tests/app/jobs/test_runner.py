@@ -9,6 +9,8 @@ import pytest
 import requests
 from sqlalchemy import delete, event, func, select, update
 
+from app.accounts.management import update_account
+from app.accounts.slots import HostSlots
 from app.jobs.finish import finish_job
 from app.jobs.hostgate import GateDecision, HostLease, OpenGate, RedisHostGate
 from app.jobs.intake import submit_job, submit_reconnect
@@ -133,6 +135,54 @@ def test_reimport_updates_the_account_instead_of_duplicating(services, team_id):
         accounts = session.scalars(select(EmailAccount)).all()
     assert [(a.email, a.status, a.smtp_host) for a in accounts] == [
         ("a@example.com", 1, "smtp.example.com")]
+
+
+def stored_hosts(services) -> list[tuple[str, str]]:
+    with services.db.reading() as session:
+        return [(a.email, a.smtp_host) for a in session.scalars(select(EmailAccount))]
+
+
+def test_a_row_never_saves_over_settings_submitted_after_its_job(services, team_id):
+    seed = submit(services, team_id, [bulk_row("a@example.com", smtpHost="seed.example.com")])
+    run_all(services, seed.job_id, FakeProber())
+    account_id = row(services, _first_row_id(services, seed.job_id)).account_id
+    job = submit(services, team_id, [bulk_row("a@example.com", smtpHost="job.example.com")])
+    # A PATCH after the job's POST, before its row is tested: the user's latest word.
+    update_account(services.db, services.cipher, services.clock, FakeProber(), team_id,
+                   account_id, {"smtpHost": "patched.example.com"},
+                   slots=HostSlots(OpenGate(), 1))
+    run_all(services, job.job_id, FakeProber())
+
+    assert stored_hosts(services) == [("a@example.com", "patched.example.com")]
+    tested = row(services, _first_row_id(services, job.job_id))
+    assert (tested.state, tested.account_status, tested.account_id) == (
+        RowState.DONE, 1, account_id), "the row keeps its own result and names the account"
+
+
+def test_the_later_submission_wins_whichever_job_finishes_last(services, team_id):
+    older = submit(services, team_id, [bulk_row("a@example.com", smtpHost="older.example.com")])
+    newer = submit(services, team_id, [bulk_row("a@example.com", smtpHost="newer.example.com")])
+    run_all(services, newer.job_id, FakeProber())
+    run_all(services, older.job_id, FakeProber())
+    assert stored_hosts(services) == [("a@example.com", "newer.example.com")]
+
+
+def test_an_account_saved_before_submissions_were_dated_takes_any_submission(services,
+                                                                             team_id):
+    older = submit(services, team_id, [bulk_row("a@example.com", smtpHost="older.example.com")])
+    newer = submit(services, team_id, [bulk_row("a@example.com", smtpHost="newer.example.com")])
+    run_all(services, newer.job_id, FakeProber())
+    with services.db.transaction() as session:
+        # As migration 0009 leaves an account saved before it: no date to compare with.
+        session.execute(update(EmailAccount).values(settings_submitted_at=None))
+    run_all(services, older.job_id, FakeProber())
+    assert stored_hosts(services) == [("a@example.com", "older.example.com")]
+
+
+def _first_row_id(services, job_id) -> int:
+    with services.db.reading() as session:
+        return session.scalars(select(ConnectJobRow.id).where(
+            ConnectJobRow.job_id == job_id).order_by(ConnectJobRow.row_no)).first()
 
 
 def test_start_is_idempotent(services, team_id):

@@ -325,3 +325,28 @@ def test_retest_answers_say_what_happened_meanwhile(client, api_key, real_servic
     assert "not from this test" in answer.json["message"]
     stored = client.get(url, headers=headers(api_key)).json["payload"]
     assert stored["status"] == 0 and stored["smtpConnection"]["errorCode"] == "auth_failed"
+
+
+def test_a_connect_answer_says_when_a_patch_made_during_its_test_was_kept(
+        client, api_key, real_services, team, mail_server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    account_id = saved(real_services, team, mailbox(mail_server, "alice@example.test"))
+    held = real_services.prober = HeldProber(real_services.prober)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        connect = pool.submit(lambda: client.post(
+            f"{BASE}/smtp-imap/connect", json=single(mail_server, "alice@example.test"),
+            headers=headers(api_key)))
+        assert held.entered.wait(20)
+        patched = client.patch(f"{BASE}/{account_id}", headers=headers(api_key),
+                               json={"smtpPassword": "wrong", "imapPassword": "wrong"})
+        assert patched.status_code == 200
+        held.go.set()
+        answer = connect.result(timeout=30)
+
+    assert answer.status_code == 200, answer.json
+    payload = answer.json["payload"]
+    assert (payload["id"], payload["status"], payload["stale"]) == (account_id, 1, True)
+    assert "the newer settings were kept" in answer.json["message"]
+    stored = client.get(f"{BASE}/{account_id}", headers=headers(api_key)).json["payload"]
+    assert stored["status"] == 0 and stored["smtpConnection"]["errorCode"] == "auth_failed"
