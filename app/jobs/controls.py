@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -81,10 +81,11 @@ def cancel_job(db: Database, clock: Clock, team_id: int, job_id: str) -> Cancell
 
 def retry_failed_rows(db: Database, clock: Clock, team_id: int, job_id: str,
                       codes: Collection[str] | None = None,
-                      callback_url: str | None = None) -> SubmittedJob:
+                      options: JobOptions | None = None) -> SubmittedJob:
     """A new job (kind retry) of the ended job's failed rows, optionally only those with an
-    error code in `codes`. Its rows carry only the account: the runner tests it with its stored
-    settings and encrypted credentials, so nobody sends passwords again."""
+    error code in `codes`, with the callback and Idempotency-Key of `options`. Its rows carry
+    only the account: the runner tests it with its stored settings and encrypted
+    credentials, so nobody sends passwords again."""
     with db.reading() as session:
         status = session.scalar(
             select(jobs.c.status).where(jobs.c.id == job_id, jobs.c.team_id == team_id))
@@ -111,7 +112,7 @@ def retry_failed_rows(db: Database, clock: Clock, team_id: int, job_id: str,
         for row_no, (account_id, email) in enumerate(accounts.items(), start=1)
     ]
     return save_job(db, clock.now(), new_id, team_id, new_rows, 0, (),
-                     JobOptions(kind="retry", retry_of=job_id, callback_url=callback_url))
+                    replace(options or JobOptions(), kind="retry", retry_of=job_id))
 
 
 @dataclass(frozen=True)

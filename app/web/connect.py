@@ -271,17 +271,22 @@ def cancel(request_id: str):
 
 
 @blueprint.post("/connect/<request_id>/retry")
-@documented(200, Accepted, query=RetryQuery, errors=[
+@documented(200, Accepted, query=RetryQuery, headers=IdempotencyHeaders, errors=[
     404, (409, "the job has not ended, or has no failed rows with those codes"),
-    (422, "an unknown error code, or an invalid callbackUrl")])
+    (422, "an unknown error code, an invalid callbackUrl or Idempotency-Key, or a key "
+          "used before for another request")])
 @rate_limited(Category.BULK)
 def retry(request_id: str):
-    """Re-test an ended job's failed rows, with their stored credentials, as a new job."""
+    """Re-test an ended job's failed rows, with their stored credentials, as a new job. The
+    same Idempotency-Key with the same request answers the job it made before."""
     s = services()
     codes = _codes()
+    options = _job_options("retry")
+    replay = _replay(options)
+    if replay is not None:
+        return replay
     try:
-        submitted = retry_failed_rows(s.db, s.clock, g.team_id, request_id,
-                                      codes, callback_url=_callback_url())
+        submitted = retry_failed_rows(s.db, s.clock, g.team_id, request_id, codes, options)
     except JobNotFound:
         raise _not_found(request_id) from None
     except JobNotEnded as exc:

@@ -90,6 +90,23 @@ def test_retry_starts_a_new_job_of_the_failed_rows(client, api_key, services, qu
     assert (payload["kind"], payload["retryOf"], payload["total"]) == ("retry", job_id, 1)
 
 
+def test_a_retry_sent_twice_with_one_idempotency_key_makes_one_job(client, api_key,
+                                                                    services):
+    job_id = finished(client, api_key, services,
+                      [bulk_row("a@example.com"), bulk_row("b@example.com", smtpHost="bad.x")])
+    url, key = f"{URL}/{job_id}/retry?codes=auth_failed", {"x-api-key": api_key}
+    first = request_id(client.post(url, headers={**key, "Idempotency-Key": "r1"}))
+    assert request_id(client.post(url, headers={**key, "Idempotency-Key": "r1"})) == first
+    assert job_count(services) == 2, "the job and one retry"
+
+    for other, headers in ((f"{URL}/{job_id}/retry", {"Idempotency-Key": "r1"}),
+                           (url, {"Idempotency-Key": " "})):
+        refused = client.post(other, headers={**key, **headers})
+        assert refused.status_code == 422
+        assert refused.json["message"].startswith("Idempotency-Key:")
+    assert request_id(client.post(url, headers={**key, "Idempotency-Key": "r2"})) != first
+
+
 def test_retry_refusals(client, api_key, services):
     running = request_id(submit(client, api_key, [bulk_row()]))
     response = client.post(f"{URL}/{running}/retry", headers={"x-api-key": api_key})
