@@ -14,7 +14,8 @@ from app.credentials import CredentialCipher
 from app.db import Database
 from app.jobs.hostgate import HostGate, RedisHostGate
 from app.jobs.loginquota import LoginQuota, RedisLoginQuota
-from app.oauth.tokens import TokenRefresher
+from app.oauth.flights import RedisFlights
+from app.oauth.tokens import TOKEN_ENDPOINT_TIMEOUT, TokenRefresher
 from app.probe import Prober
 from app.probe.network import CachingResolver, Resolver, SystemResolver
 from app.storage import ReportStore, s3_report_store
@@ -79,5 +80,12 @@ def build_services(settings: Settings, store: ReportStore | None = None,
         login_quota=build_login_quota(settings),
         clock=clock,
         # The token endpoint passes the same outbound policy as the mail servers.
-        tokens=TokenRefresher(db, cipher, clock, allow_networks=settings.allow_networks),
+        tokens=TokenRefresher(db, cipher, clock, allow_networks=settings.allow_networks,
+                              flights=build_refresh_flights(settings, cipher)),
     )
+
+
+def build_refresh_flights(settings: Settings, cipher: CredentialCipher) -> RedisFlights:
+    # A waiter gives up after one refresh's whole time and a margin.
+    return RedisFlights(redis.Redis.from_url(settings.redis_url), cipher,
+                        wait_seconds=TOKEN_ENDPOINT_TIMEOUT + 5)

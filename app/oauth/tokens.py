@@ -19,11 +19,13 @@ from app.credentials import CredentialCipher, CredentialError, Secret
 from app.db import Database
 from app.importing.rows import ACCESS_TOKEN, EXPIRES_AT, REFRESH_TOKEN
 from app.oauth.apps import OAuthAppConfig, load_oauth_app
+from app.oauth.flights import LocalFlights, RefreshBusy, Refreshed, RefreshFlights
 from app.outbound import DeliveryError, post_checked
 from app.probe.model import AccountProbe, ErrorCode, IPNetwork, ProtocolResult
 from app.probe.scrub import Scrubber, one_line
 
 REFRESH_MARGIN = dt.timedelta(minutes=5)
+TOKEN_ENDPOINT_TIMEOUT = 10.0
 # Answers worth another try: the endpoint is down, overloaded or asks us to slow down.
 _RETRYABLE_STATUS = frozenset({408, 425, 429})
 
@@ -114,9 +116,10 @@ class TokenRefresher:
     db: Database
     cipher: CredentialCipher
     clock: Clock
-    timeout_seconds: float = 10.0
+    timeout_seconds: float = TOKEN_ENDPOINT_TIMEOUT
     allow_networks: tuple[IPNetwork, ...] = ()
     post: PostForm = field(default=post_checked)
+    flights: RefreshFlights = field(default_factory=LocalFlights)
 
     def fresh(self, team_id: int, provider: str | None, tokens: dict[str, Secret]
               ) -> dict[str, Secret] | None:
@@ -136,10 +139,27 @@ class TokenRefresher:
         if app is None:
             raise RefreshFailed(f"no OAuth app is registered for this team and provider "
                                 f"{provider or 'custom'} (mailconnect oauth-app set)")
-        new = request_refresh(app, refresh_token, now, self.post, self.timeout_seconds,
-                              self.allow_networks)
+
+        def refresh() -> Refreshed:
+            new = request_refresh(app, refresh_token, now, self.post, self.timeout_seconds,
+                                  self.allow_networks)
+            return Refreshed(new, _seconds_of_use(new, now))
+
+        try:
+            # Once per token: a holder of the same token meanwhile gets these same tokens.
+            new = self.flights.once(refresh_token, refresh)
+        except RefreshBusy as exc:
+            raise RefreshFailed(str(exc), transient=True) from None
         kept = {k: v for k, v in tokens.items() if k != EXPIRES_AT}
         return {**kept, **new}
+
+
+def _seconds_of_use(tokens: dict[str, Secret], now: dt.datetime) -> float:
+    """How long these tokens stay usable without a refresh; unbounded without an expiry."""
+    expires = tokens.get(EXPIRES_AT)
+    if not expires:
+        return float("inf")
+    return (dt.datetime.fromisoformat(expires.reveal()) - REFRESH_MARGIN - now).total_seconds()
 
 
 def refresh_failure(exc: RefreshFailed, tests_imap: bool) -> AccountProbe:

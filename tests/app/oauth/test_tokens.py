@@ -3,7 +3,6 @@
 import datetime as dt
 import ipaddress
 
-import pytest
 from sqlalchemy import select, update
 
 from app.accounts.retest import load_retest_target, store_refreshed_tokens
@@ -13,28 +12,12 @@ from app.jobs.hostgate import OpenGate
 from app.jobs.intake import submit_job
 from app.jobs.runner import RetryPolicy, RowProcessor, start_job
 from app.models import ConnectJobRow, EmailAccount, RowState
-from app.oauth.apps import set_oauth_app
 from app.oauth.tokens import TokenRefresher, needs_refresh
 from app.probe.model import AuthMethod, ErrorCode, ProtocolResult
-from app.teams import create_api_key
 from tests.app.jobs.test_runner import FakeProber
-from tests.servers.oauth_server import running_oauth_server
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 OK = ProtocolResult("ok", duration_ms=3)
-
-
-@pytest.fixture
-def team_id(services) -> int:
-    return create_api_key(services.db, services.clock, "acme").team_id
-
-
-@pytest.fixture
-def oauth(services, team_id):
-    with running_oauth_server() as server:
-        set_oauth_app(services.db, services.cipher, services.clock, team_id, "microsoft",
-                      server.client_id, Secret(server.client_secret), token_url=server.url)
-        yield server
 
 
 def oauth_row(email: str, **fields) -> dict:
