@@ -37,6 +37,7 @@ class Refreshed(NamedTuple):
     # How long they may answer for the spent token: while the access token has time left.
     keep_seconds: float
 
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -63,24 +64,42 @@ class LocalFlights:
 
     def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._monotonic = monotonic
-        self._locks: dict[str, threading.Lock] = {}
+        # digest -> its lock and how many callers hold or wait for it
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
         self._kept: dict[str, tuple[float, Tokens]] = {}
         self._guard = threading.Lock()
 
     def once(self, refresh_token: Secret, refresh: Callable[[], Refreshed]) -> Tokens:
         digest = token_digest(refresh_token)
+        lock = self._enter(digest)
+        try:
+            with lock:
+                kept = self._kept.get(digest)
+                if kept is not None and kept[0] > self._monotonic():
+                    return kept[1]
+                tokens, keep_seconds = refresh()
+                with self._guard:
+                    self._kept[digest] = (
+                        self._monotonic() + min(keep_seconds, KEEP_SECONDS), tokens)
+                return tokens
+        finally:
+            self._leave(digest)
+
+    def _enter(self, digest: str) -> threading.Lock:
         with self._guard:
-            lock = self._locks.setdefault(digest, threading.Lock())
-        with lock:
+            lock, users = self._locks.get(digest) or (threading.Lock(), 0)
+            self._locks[digest] = (lock, users + 1)
+            return lock
+
+    def _leave(self, digest: str) -> None:
+        with self._guard:
+            lock, users = self._locks[digest]
+            if users > 1:
+                self._locks[digest] = (lock, users - 1)
+            else:
+                del self._locks[digest]
             now = self._monotonic()
-            kept = self._kept.get(digest)
-            if kept is not None and kept[0] > now:
-                return kept[1]
-            tokens, keep_seconds = refresh()
-            with self._guard:
-                self._kept = {d: k for d, k in self._kept.items() if k[0] > now}
-                self._kept[digest] = (now + min(keep_seconds, KEEP_SECONDS), tokens)
-            return tokens
+            self._kept = {d: k for d, k in self._kept.items() if k[0] > now}
 
 
 class RedisFlights:
