@@ -311,22 +311,25 @@ def test_broker_restarts_empty(fault_env, broker, tmp_path, tmp_path_factory, ma
         lost = broker_messages(broker)
         broker.restart_empty()
         recovery = fault_over(api, job, env, pre_fault_rate)
-        assert broker_messages(broker) == 0
+        # Workers go on while the broker is replaced, and may already have published to the
+        # new one (a runner's successor): none of the old messages may be there.
+        assert not broker_messages(broker) & lost
         status = finish(api, job, recovery, *workers, beat_process)
         assert all(w.popen.poll() is None for w in workers), "a worker died with the broker"
 
-    assert lost > 0, "the broker held no messages to lose: the fault came too late"
+    assert lost, "the broker held no messages to lose: the fault came too late"
     assert_exact_outcome(api, job, status)
     report_recovery(tmp_path_factory, recovery, "broker restarted empty",
-                    processed_at_fault=before["processed"], messages_lost=lost)
+                    processed_at_fault=before["processed"], messages_lost=len(lost))
 
 
-def broker_messages(broker: RestartableRedis) -> int:
-    """Messages waiting in the job queues plus those delivered but not acknowledged."""
+def broker_messages(broker: RestartableRedis) -> set[bytes]:
+    """Messages waiting in the job queues (each by its body, which carries its task id) and
+    those delivered but not acknowledged (by delivery tag)."""
     client = redis.Redis.from_url(broker.url)
     try:
-        return (client.llen("mailconnect.probe") + client.llen("mailconnect.control")
-                + client.hlen("unacked"))
+        return {*client.lrange("mailconnect.probe", 0, -1),
+                *client.lrange("mailconnect.control", 0, -1), *client.hkeys("unacked")}
     finally:
         client.close()
 
