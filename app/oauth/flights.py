@@ -60,46 +60,22 @@ def token_digest(refresh_token: Secret) -> str:
 
 
 class LocalFlights:
-    """Within one process: for tests, and a refresher built without Redis."""
+    """Within one process, one refresh at a time: for tests."""
 
-    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
-        self._monotonic = monotonic
-        # digest -> its lock and how many callers hold or wait for it
-        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+    def __init__(self) -> None:
         self._kept: dict[str, tuple[float, Tokens]] = {}
-        self._guard = threading.Lock()
+        self._lock = threading.Lock()
 
     def once(self, refresh_token: Secret, refresh: Callable[[], Refreshed]) -> Tokens:
         digest = token_digest(refresh_token)
-        lock = self._enter(digest)
-        try:
-            with lock:
-                kept = self._kept.get(digest)
-                if kept is not None and kept[0] > self._monotonic():
-                    return kept[1]
-                tokens, keep_seconds = refresh()
-                with self._guard:
-                    self._kept[digest] = (
-                        self._monotonic() + min(keep_seconds, KEEP_SECONDS), tokens)
-                return tokens
-        finally:
-            self._leave(digest)
-
-    def _enter(self, digest: str) -> threading.Lock:
-        with self._guard:
-            lock, users = self._locks.get(digest) or (threading.Lock(), 0)
-            self._locks[digest] = (lock, users + 1)
-            return lock
-
-    def _leave(self, digest: str) -> None:
-        with self._guard:
-            lock, users = self._locks[digest]
-            if users > 1:
-                self._locks[digest] = (lock, users - 1)
-            else:
-                del self._locks[digest]
-            now = self._monotonic()
+        with self._lock:
+            now = time.monotonic()
             self._kept = {d: k for d, k in self._kept.items() if k[0] > now}
+            if digest in self._kept:
+                return self._kept[digest][1]
+            tokens, keep_seconds = refresh()
+            self._kept[digest] = (time.monotonic() + min(keep_seconds, KEEP_SECONDS), tokens)
+            return tokens
 
 
 class RedisFlights:

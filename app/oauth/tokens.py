@@ -42,11 +42,16 @@ class RefreshFailed(Exception):
 
 
 def needs_refresh(tokens: dict[str, Secret], now: dt.datetime) -> bool:
-    if not tokens.get(ACCESS_TOKEN):
-        return True
+    return not tokens.get(ACCESS_TOKEN) or seconds_of_use(tokens, now) <= 0
+
+
+def seconds_of_use(tokens: dict[str, Secret], now: dt.datetime) -> float:
+    """How long the access token stays usable before it is due for a refresh. A token given
+    without its expiry never is: it is used as it is, and the mail server judges it."""
     expires = tokens.get(EXPIRES_AT)
-    # A token given without its expiry is used as it is: the mail server judges it.
-    return bool(expires) and dt.datetime.fromisoformat(expires.reveal()) - now <= REFRESH_MARGIN
+    if not expires:
+        return float("inf")
+    return (dt.datetime.fromisoformat(expires.reveal()) - REFRESH_MARGIN - now).total_seconds()
 
 
 def request_refresh(app: OAuthAppConfig, refresh_token: Secret, now: dt.datetime,
@@ -143,7 +148,7 @@ class TokenRefresher:
         def refresh() -> Refreshed:
             new = request_refresh(app, refresh_token, now, self.post, self.timeout_seconds,
                                   self.allow_networks)
-            return Refreshed(new, _seconds_of_use(new, now))
+            return Refreshed(new, seconds_of_use(new, now))
 
         try:
             # Once per token: a holder of the same token meanwhile gets these same tokens.
@@ -152,14 +157,6 @@ class TokenRefresher:
             raise RefreshFailed(str(exc), transient=True) from None
         kept = {k: v for k, v in tokens.items() if k != EXPIRES_AT}
         return {**kept, **new}
-
-
-def _seconds_of_use(tokens: dict[str, Secret], now: dt.datetime) -> float:
-    """How long these tokens stay usable without a refresh; unbounded without an expiry."""
-    expires = tokens.get(EXPIRES_AT)
-    if not expires:
-        return float("inf")
-    return (dt.datetime.fromisoformat(expires.reveal()) - REFRESH_MARGIN - now).total_seconds()
 
 
 def refresh_failure(exc: RefreshFailed, tests_imap: bool) -> AccountProbe:
