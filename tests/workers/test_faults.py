@@ -31,6 +31,7 @@ from sqlalchemy import func, make_url, select
 
 from app.devserver import free_port, wait_for_port
 from app.models import ConnectJobRow, EmailAccount, RowState
+from app.probe import TRANSIENT_CODES
 from tests.bench.environment import procfile_web
 from tests.conftest import USERS
 from tests.factories import bulk_row
@@ -61,6 +62,8 @@ TIMING = {
 # testing time: a worker (re)started on two shared cores needs a few seconds to import Celery,
 # connect and take its first message, and the report is built and uploaded at the end.
 STARTUP_SLACK = 8.0
+IN_FLIGHT = 2 * int(TIMING["WORKER_CONCURRENCY"])  # rows tested at once by the usual two workers
+TRANSIENT = {code.value for code in TRANSIENT_CODES}
 WRONG_PASSWORD = "not-the-password"
 LOGINS = list(USERS.items())
 
@@ -250,8 +253,13 @@ def assert_exact_outcome(api: Api, job: Job, status: dict) -> list[dict[str, str
     assert [r["email"] for r in report] == [row["smtpEmailAddress"] for row in job.rows]
     assert {r["email"]: r["status"] for r in report} == job.expected
     failed = [r for r in report if r["status"] == "failed"]
-    assert {(r["smtpErrorCode"], r["imapErrorCode"]) for r in failed} == {
-        ("auth_failed", "auth_failed")}
+    verdicts = Counter((r["smtpErrorCode"], r["imapErrorCode"]) for r in failed)
+    # The fault's load can push a probe in flight past its deadline. Beside an auth failure on
+    # the other protocol that timeout stays the verdict (a wrong password is never retried),
+    # so a few rows may carry one transient code, never more rows than were in flight.
+    assert all("auth_failed" in pair and set(pair) <= {"auth_failed", *TRANSIENT}
+               for pair in verdicts), verdicts
+    assert verdicts.total() - verdicts[("auth_failed", "auth_failed")] <= IN_FLIGHT, verdicts
 
     with api.services.db.reading() as session:
         count, distinct = session.execute(
