@@ -176,6 +176,18 @@ class EmailAccount(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
+class AccountDeletion(Base):
+    """When a team's account was last deleted: a connect submitted before then (a bulk row
+    still waiting for its test, a single connect mid-test) must not bring it back."""
+
+    __tablename__ = "account_deletions"
+
+    team_id: Mapped[int] = mapped_column(
+        ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    deleted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+
+
 class ConnectJob(Base):
     __tablename__ = "connect_jobs"
     __table_args__ = (

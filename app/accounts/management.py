@@ -20,6 +20,7 @@ from app.accounts.retest import (
 from app.accounts.saving import (
     SENDING_COLUMNS,
     UNTESTED,
+    record_deletion,
     settings_columns,
     upsert_tested_account,
 )
@@ -59,9 +60,9 @@ class ConnectResult:
 
     @property
     def stale(self) -> bool:
-        """The account's settings changed while this test ran: its stored result is the
-        newer settings' (or none yet), not this one."""
-        return self.written == RetestWrite.CHANGED
+        """The account changed while this test ran: its stored result is the newer settings'
+        (or none yet), or it was deleted; either way not this one."""
+        return self.written != RetestWrite.LANDED
 
 
 class InvalidChange(ValueError):
@@ -98,9 +99,11 @@ def connect_account(db: Database, cipher: CredentialCipher, clock: Clock, prober
         saved = upsert_tested_account(connection, team_id, account.settings(),
                                       cipher.encrypt(account.secrets()), probe, clock.now(),
                                       submitted_at)
-    # A PATCH of the account while this test ran is newer: it stays, this result does not.
-    return ConnectResult(saved.account_id, account.email, account.provider, probe,
-                         RetestWrite.LANDED if saved.saved else RetestWrite.CHANGED)
+    # A PATCH or DELETE of the account while this test ran is newer: it stays, this result
+    # does not.
+    written = (RetestWrite.LANDED if saved.saved else RetestWrite.CHANGED
+               if saved.account_id is not None else RetestWrite.DELETED)
+    return ConnectResult(saved.account_id, account.email, account.provider, probe, written)
 
 
 def save_untested(db: Database, cipher: CredentialCipher, clock: Clock, team_id: int,
@@ -318,12 +321,20 @@ def get_account(db: Database, team_id: int, account_id: int) -> EmailAccount | N
         return session.scalar(_owned(team_id).where(EmailAccount.id == account_id))
 
 
-def delete_account(db: Database, team_id: int, account_id: int) -> bool:
-    with db.transaction() as session:
-        return bool(session.execute(
-            delete(EmailAccount)
+def delete_account(db: Database, clock: Clock, team_id: int, account_id: int) -> bool:
+    """Delete the account, and remember when, so that a connect submitted before now (a bulk
+    row still waiting for its test) does not bring it back."""
+    now = clock.now()
+    with db.core_transaction() as connection:
+        email = connection.execute(
+            delete(EmailAccount.__table__)
             .where(EmailAccount.team_id == team_id, EmailAccount.id == account_id)
-        ).rowcount)
+            .returning(EmailAccount.email)
+        ).scalar_one_or_none()
+        if email is None:
+            return False
+        record_deletion(connection, team_id, email, now)
+    return True
 
 
 def update_sending(db: Database, clock: Clock, team_id: int, account_id: int,

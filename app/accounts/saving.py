@@ -6,14 +6,15 @@ import datetime as dt
 import functools
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Insert, bindparam, or_, select
+from sqlalchemy import Connection, Insert, bindparam, exists, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.importing.rows import AUTH, OAUTH2_PROVIDER, record_detected
-from app.models import EmailAccount
+from app.models import AccountDeletion, EmailAccount
 from app.probe.model import AccountProbe, AuthMethod
 
 _accounts = EmailAccount.__table__
+_deletions = AccountDeletion.__table__
 _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 SENDING_COLUMNS = {
     "maxEmailPerDay": "max_email_per_day",
@@ -31,9 +32,10 @@ SENDING_COLUMNS = {
 
 
 class Upserted(NamedTuple):
-    account_id: int
+    # None: the account was deleted after these settings were submitted, and stays deleted.
+    account_id: int | None
     # False: the account holds settings submitted after these (a PATCH, or a later import),
-    # which were kept; this test's settings and result were not saved.
+    # which were kept, or it was deleted since; this test's settings and result were not saved.
     saved: bool
 
 
@@ -47,8 +49,9 @@ def upsert_tested_account(
     submitted_at: dt.datetime,
 ) -> Upserted:
     """Insert or update the team's account for this email, unless it holds settings submitted
-    after `submitted_at` (when these were: a job's POST, a request's start). An encryption
-    the probe detected is saved in place of `auto`, so later tests use it."""
+    after `submitted_at` (when these were: a job's POST, a request's start) or was deleted
+    after then. An encryption the probe detected is saved in place of `auto`, so later tests
+    use it."""
     settings = record_detected(settings, probe) or settings
     values = {**settings_columns(settings, credentials), **result_columns(probe, now),
               "updated_at": now, "settings_submitted_at": submitted_at}
@@ -61,7 +64,16 @@ def upsert_tested_account(
                                     ).scalar_one_or_none()
     if account_id is not None:
         return Upserted(account_id, True)
-    return Upserted(connection.execute(_ACCOUNT_ID, key).scalar_one(), False)
+    return Upserted(connection.execute(_ACCOUNT_ID, key).scalar_one_or_none(), False)
+
+
+def record_deletion(connection: Connection, team_id: int, email: str, now: dt.datetime) -> None:
+    """Remember that the team's account for this email was deleted now: a connect submitted
+    before now does not bring it back (see upsert_tested_account)."""
+    insert = _INSERTS[connection.dialect.name](_deletions).values(
+        team_id=team_id, email=email, deleted_at=now)
+    connection.execute(insert.on_conflict_do_update(
+        index_elements=["team_id", "email"], set_={"deleted_at": insert.excluded.deleted_at}))
 
 
 def settings_columns(settings: dict[str, Any], credentials: str) -> dict[str, Any]:
@@ -114,7 +126,17 @@ def result_columns(probe: AccountProbe, now: dt.datetime) -> dict[str, Any]:
 def _upsert(dialect: str, updated: tuple[str, ...]) -> Insert:
     # Built once per dialect and column set (a handful of them), so running it skips
     # SQLAlchemy's statement construction and cache-key work: this runs once per tested row.
-    insert = _INSERTS[dialect](_accounts)
+    team, email, submitted_at = (bindparam(name, type_=_accounts.c[name].type)
+                                 for name in ("team_id", "email", "settings_submitted_at"))
+    # A DELETE made after these settings were submitted is the user's latest word: no row to
+    # insert. (An account created again since then is the newer settings' to keep.)
+    deleted_since = exists().where(_deletions.c.team_id == team, _deletions.c.email == email,
+                                   _deletions.c.deleted_at > submitted_at)
+    inserted = ("team_id", "email", "created_at", *updated)
+    given = {"team_id": team, "email": email, "settings_submitted_at": submitted_at}
+    source = select(*(given.get(name, bindparam(name, type_=_accounts.c[name].type))
+                      for name in inserted)).where(~deleted_since)
+    insert = _INSERTS[dialect](_accounts).from_select(inserted, source)
     # A connect stores the settings it tested: a new version, so that a re-test of the older
     # settings that is still running cannot write its result over this one.
     submitted = _accounts.c.settings_submitted_at

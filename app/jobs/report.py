@@ -95,8 +95,9 @@ def _report_row(r: Any) -> dict[str, Any]:
     field_errors = "; ".join(f"{e['field']}: {e['message']}" for e in r.field_errors or [])
     error_code = r.error_code
     if status == "failed":
-        # A re-test whose account was deleted has no protocol result, only its own code.
-        error_code = r.smtp_error_code or r.imap_error_code or r.error_code
+        # A tested row's own code says its account was deleted meanwhile, which outranks
+        # what the servers said; otherwise the protocols' codes say why it failed.
+        error_code = r.error_code or r.smtp_error_code or r.imap_error_code
     return {
         "row": r.row_no,
         "email": r.email,

@@ -1,6 +1,8 @@
 """Retention: a finished job's files and any stored row credentials go after
 JOB_RETENTION_DAYS; its counters, rows and the accounts stay. Batched and idempotent, so the
-sweeper can call it every time and a crash halfway only leaves work for the next call."""
+sweeper can call it every time and a crash halfway only leaves work for the next call.
+Deleted accounts are remembered only while a connect submitted before the deletion may still
+finish."""
 
 from __future__ import annotations
 
@@ -8,18 +10,21 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 
 from app.clock import Clock
 from app.db import Database
 from app.jobs.idempotency import delete_expired_keys
-from app.models import TERMINAL_JOB_STATES, ConnectJob, ConnectJobRow
+from app.models import TERMINAL_JOB_STATES, AccountDeletion, ConnectJob, ConnectJobRow
 from app.oauth.consent import delete_expired_consents
 from app.storage import ReportStore
 
 log = logging.getLogger(__name__)
 jobs = ConnectJob.__table__
 rows = ConnectJobRow.__table__
+deletions = AccountDeletion.__table__
+# A single connect lasts minutes: an hour covers one submitted just before a deletion.
+DELETION_MEMORY = dt.timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,7 @@ class Retention:
     jobs_expired: int
     keys_deleted: int
     consents_deleted: int = 0
+    deletions_forgotten: int = 0
 
 
 def apply_retention(db: Database, clock: Clock, store: ReportStore, retention_days: float,
@@ -41,10 +47,27 @@ def apply_retention(db: Database, clock: Clock, store: ReportStore, retention_da
             break
     keys = delete_expired_keys(db, clock)
     consents = delete_expired_consents(db, clock)
-    if expired or keys or consents:
-        log.info("retention: files of %d jobs deleted, %d idempotency keys and %d expired "
-                 "OAuth consents forgotten", expired, keys, consents)
-    return Retention(jobs_expired=expired, keys_deleted=keys, consents_deleted=consents)
+    forgotten = forget_deletions(db, clock)
+    if expired or keys or consents or forgotten:
+        log.info("retention: files of %d jobs deleted, %d idempotency keys, %d expired "
+                 "OAuth consents and %d account deletions forgotten",
+                 expired, keys, consents, forgotten)
+    return Retention(jobs_expired=expired, keys_deleted=keys, consents_deleted=consents,
+                     deletions_forgotten=forgotten)
+
+
+def forget_deletions(db: Database, clock: Clock) -> int:
+    """Forget account deletions no unfinished connect can predate: older than an hour and
+    than every unfinished job."""
+    with db.transaction() as session:
+        cutoff = clock.now() - DELETION_MEMORY
+        oldest_unfinished = session.scalar(
+            select(func.min(jobs.c.created_at))
+            .where(jobs.c.status.not_in(sorted(TERMINAL_JOB_STATES))))
+        if oldest_unfinished is not None:
+            cutoff = min(cutoff, oldest_unfinished)
+        return session.execute(delete(deletions).where(deletions.c.deleted_at < cutoff)
+                               ).rowcount
 
 
 def _expire_batch(db: Database, clock: Clock, store: ReportStore, retention_days: float,

@@ -463,7 +463,8 @@ def record_result(db: Database, clock: Clock, claim: ClaimedRow, probe: AccountP
     A connect row upserts its account. A re-test row writes only the account's result
     columns, fenced by the settings version it tested: an account deleted meanwhile stays
     deleted (the row reports account_deleted), and one whose settings changed meanwhile is
-    not touched (the row keeps its own result).
+    not touched (the row keeps its own result). Likewise a connect row neither brings back an
+    account deleted after its job was submitted nor overwrites newer settings.
     """
     now = clock.now()
     try:
@@ -503,6 +504,10 @@ def _row_result(connection: Connection, claim: ClaimedRow, probe: AccountProbe |
         account_id = upsert_tested_account(connection, claim.team_id, claim.settings or {},
                                            claim.credentials or "", probe, now,
                                            claim.submitted_at or now).account_id
+        if account_id is None:
+            # Deleted after the job's POST: it stays deleted, and the row keeps what its test
+            # found.
+            return {**deleted, "duration_ms": probe.duration_ms, **_results(probe)}
     else:
         account_id = claim.target.account_id
         if not write_retest_result(connection, claim.target, probe, now) and \

@@ -103,6 +103,7 @@ def connect_one():
     result = connect_account(s.db, s.cipher, s.clock, s.prober, g.team_id, checked,
                              dry_run=dry_run, slots=slots(), tokens=s.tokens)
     message = ("Email account tested; nothing was saved." if dry_run
+               else _DELETED_DURING_CONNECT if result.written == RetestWrite.DELETED
                else _CHANGED_DURING_CONNECT.format(result.account_id) if result.stale
                else "Email account connected." if result.probe.verified
                else "Email account saved, but its connection failed.")
@@ -149,12 +150,15 @@ def show(account_id: int):
 @rate_limited(Category.MANAGE)
 def destroy(account_id: int):
     """Delete an account."""
-    if not delete_account(services().db, g.team_id, account_id):
+    if not delete_account(services().db, services().clock, g.team_id, account_id):
         raise _not_found(account_id)
     return jsonify({"message": "Email account deleted.", "payload": {"id": account_id}})
 
 
 _DELETED_DURING_TEST = "id: account {} was deleted while it was being tested"
+_DELETED_DURING_CONNECT = (
+    "The account was deleted while this test ran: it stays deleted, and this test's result "
+    "was not saved. Connect it again to add it back.")
 _CHANGED_DURING_CONNECT = (
     "The account was changed while this test ran: the newer settings were kept, and these "
     "(with this test's result) were not saved (see GET /v1/email-accounts/{}).")

@@ -218,14 +218,16 @@ class Connection(BaseModel):
 
 
 class ConnectAnswerPayload(BaseModel):
-    id: int | None = Field(description="null on a dry run")
+    id: int | None = Field(description="null on a dry run, or when the account was deleted "
+                                       "during this test")
     email: str
     status: Literal[0, 1]
     smtpConnection: Connection
     imapConnection: Connection
     filledIn: list[str] = Field(None, description="values presets, DNS or detection filled")
     ignoredFields: list[str] = None  # type: ignore[assignment]
-    stale: bool = Field(None, description="the settings changed during this test")
+    stale: bool = Field(None, description="the account was changed or deleted during this test; "
+                                          "this result was not saved")
 
 
 class ConnectAnswer(BaseModel):

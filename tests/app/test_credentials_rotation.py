@@ -262,7 +262,7 @@ def test_a_delete_or_a_finished_row_mid_rotation_stays_so(services, team, rotati
 
     cipher = RacingCipher([new_key, old_key], {
         finished_token: finish,
-        token_of(s.db, deleted): lambda: delete_account(s.db, team, deleted),
+        token_of(s.db, deleted): lambda: delete_account(s.db, s.clock, team, deleted),
     })
     summary = rotate_credentials(s.db, cipher, batch_size=10)
 

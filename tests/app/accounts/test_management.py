@@ -15,6 +15,7 @@ from app.accounts.management import (
     connect_account,
     delete_account,
     get_account,
+    list_accounts,
     retest_account,
     update_account,
 )
@@ -98,7 +99,7 @@ def test_retest_of_an_account_deleted_meanwhile_leaves_it_deleted(services, prob
     account_id = seed(s, prober, team, GOOD)
     future = held(pool, prober, lambda: retest_account(
         s.db, s.cipher, s.clock, prober, team, account_id, slots=OPEN))
-    assert delete_account(s.db, team, account_id)
+    assert delete_account(s.db, s.clock, team, account_id)
     prober.go.set()
     result = future.result(timeout=20)
     assert result.written == RetestWrite.DELETED
@@ -237,3 +238,22 @@ def test_a_connect_never_saves_over_a_patch_made_during_its_test(services, probe
     account = get_account(s.db, team, account_id)
     assert (account.from_name, account.status, account.smtp_error_code) == (
         "Patched", 0, "auth_failed"), "the PATCH's settings and its own test's result stay"
+
+
+def test_a_connect_never_brings_back_an_account_deleted_during_its_test(services, prober, team,
+                                                                         pool):
+    s = services
+    account_id = seed(s, prober, team, "old-pw")
+    row = bulk_row("sarah@example.com", smtpPassword=GOOD, imapPassword=GOOD)
+    future = held(pool, prober, lambda: connect_account(
+        s.db, s.cipher, s.clock, prober, team, validate_row(row), slots=OPEN))
+    assert delete_account(s.db, s.clock, team, account_id)
+    prober.go.set()
+    result = future.result(timeout=20)
+
+    assert (result.account_id, result.written) == (None, RetestWrite.DELETED)
+    assert result.probe.verified and result.stale, "its own result, reported as not saved"
+    assert list_accounts(s.db, team, 1, 10).total == 0, "the connect brought it back"
+    again = connect_account(s.db, s.cipher, s.clock, prober, team, validate_row(row), slots=OPEN)
+    assert again.written == RetestWrite.LANDED and again.account_id is not None, (
+        "a connect submitted after the deletion adds it back")

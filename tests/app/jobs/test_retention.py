@@ -2,11 +2,19 @@ import pytest
 import requests
 from sqlalchemy import select, update
 
+from app.accounts.management import delete_account
 from app.jobs.idempotency import RequestKey
 from app.jobs.intake import JobOptions, submit_job
 from app.jobs.retention import apply_retention
 from app.jobs.status import status_payload
-from app.models import ConnectJobRow, EmailAccount, IdempotencyKey
+from app.models import (
+    AccountDeletion,
+    ConnectJob,
+    ConnectJobRow,
+    EmailAccount,
+    IdempotencyKey,
+    JobStatus,
+)
 from app.teams import create_api_key
 from tests.app.jobs.helpers import finished_job, view
 from tests.app.jobs.test_runner import FakeClock
@@ -56,3 +64,40 @@ def test_old_jobs_lose_their_files_and_credentials_but_keep_accounts(services, t
 
 def test_a_missing_object_is_not_an_error(services):
     services.store.delete("reports/never/was.csv")
+
+
+def test_a_deletion_is_remembered_while_an_older_job_may_still_finish(services, team_id):
+    clock = FakeClock()
+    services.clock = clock
+    finished_job(services, team_id, [bulk_row("a@example.com")])
+    account_id = stored_id(services)
+    waiting = submit_job(services.db, services.cipher, clock, team_id,
+                         [bulk_row("a@example.com")])
+    clock.advance(60)
+    assert delete_account(services.db, clock, team_id, account_id)
+
+    clock.advance(2 * 3600)
+    assert apply_retention(services.db, clock, services.store, 7).deletions_forgotten == 0, (
+        "a job submitted before the deletion has not finished")
+    with services.db.transaction() as session:
+        session.execute(update(ConnectJob).where(ConnectJob.id == waiting.job_id)
+                        .values(status=JobStatus.COMPLETED))
+    assert apply_retention(services.db, clock, services.store, 7).deletions_forgotten == 1
+    with services.db.reading() as session:
+        assert session.scalars(select(AccountDeletion)).all() == []
+
+
+def test_a_recent_deletion_is_remembered_for_a_single_connect(services, team_id):
+    clock = FakeClock()
+    services.clock = clock
+    finished_job(services, team_id, [bulk_row("a@example.com")])
+    assert delete_account(services.db, clock, team_id, stored_id(services))
+    clock.advance(3599)
+    assert apply_retention(services.db, clock, services.store, 7).deletions_forgotten == 0
+    clock.advance(2)
+    assert apply_retention(services.db, clock, services.store, 7).deletions_forgotten == 1
+
+
+def stored_id(services) -> int:
+    with services.db.reading() as session:
+        return session.scalars(select(EmailAccount.id)).one()

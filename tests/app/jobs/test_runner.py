@@ -9,7 +9,7 @@ import pytest
 import requests
 from sqlalchemy import delete, event, func, select, update
 
-from app.accounts.management import update_account
+from app.accounts.management import delete_account, update_account
 from app.accounts.slots import HostSlots
 from app.jobs.finish import finish_job
 from app.jobs.hostgate import GateDecision, HostLease, OpenGate, RedisHostGate
@@ -177,6 +177,48 @@ def test_an_account_saved_before_submissions_were_dated_takes_any_submission(ser
         session.execute(update(EmailAccount).values(settings_submitted_at=None))
     run_all(services, older.job_id, FakeProber())
     assert stored_hosts(services) == [("a@example.com", "older.example.com")]
+
+
+def test_a_delete_after_the_jobs_post_wins(services, team_id):
+    seed = submit(services, team_id, [bulk_row("a@example.com"),
+                                      bulk_row("b@example.com", smtpHost="seed.example.com")])
+    run_all(services, seed.job_id, FakeProber())
+    ids = {a.email: a.id for a in accounts_of(services)}
+    job = submit(services, team_id, [bulk_row("a@example.com"),
+                                     bulk_row("b@example.com", smtpHost="bad.example.com")])
+    # Deleted after the POST, before the rows are tested: the user's latest word.
+    for account_id in ids.values():
+        assert delete_account(services.db, services.clock, team_id, account_id)
+    run_all(services, job.job_id, FakeProber())
+
+    assert accounts_of(services) == [], "a row brought a deleted account back"
+    done = [row(services, row_id) for row_id in _row_ids(services, job.job_id)]
+    assert [(r.state, r.account_id, r.account_status, r.error_code, r.smtp_error_code)
+            for r in done] == [(RowState.DONE, None, 0, "account_deleted", None),
+                               (RowState.DONE, None, 0, "account_deleted", "auth_failed")]
+    assert [r.smtp_result for r in done] == ["ok", "failed"], "the rows keep what they found"
+    assert error_counts(services, job.job_id) == {"account_deleted": 2}
+    assert finish_job(services.db, services.clock, services.store, job.job_id)
+    report = list(csv.DictReader(io.StringIO(requests.get(services.store.download_url(
+        job_view(services.db, team_id, job.job_id).report_key, 60), timeout=10).text)))
+    assert [(r["status"], r["errorCode"], r["smtpResult"]) for r in report] == [
+        ("failed", "account_deleted", "ok"), ("failed", "account_deleted", "failed")]
+
+    later = submit(services, team_id, [bulk_row("a@example.com")])
+    run_all(services, later.job_id, FakeProber())
+    assert [a.email for a in accounts_of(services)] == ["a@example.com"], (
+        "a job submitted after the deletion adds the account back")
+
+
+def accounts_of(services) -> list[EmailAccount]:
+    with services.db.reading() as session:
+        return list(session.scalars(select(EmailAccount).order_by(EmailAccount.email)))
+
+
+def _row_ids(services, job_id) -> list[int]:
+    with services.db.reading() as session:
+        return list(session.scalars(select(ConnectJobRow.id).where(
+            ConnectJobRow.job_id == job_id).order_by(ConnectJobRow.row_no)))
 
 
 def _first_row_id(services, job_id) -> int:

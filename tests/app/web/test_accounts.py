@@ -327,26 +327,53 @@ def test_retest_answers_say_what_happened_meanwhile(client, api_key, real_servic
     assert stored["status"] == 0 and stored["smtpConnection"]["errorCode"] == "auth_failed"
 
 
-def test_a_connect_answer_says_when_a_patch_made_during_its_test_was_kept(
-        client, api_key, real_services, team, mail_server):
+def connect_with_a_change_during_its_test(client, api_key, services, mail_server, email,
+                                          change):
+    """A single connect of `email` whose test is held until `change()` has run; its answer."""
     from concurrent.futures import ThreadPoolExecutor
 
-    account_id = saved(real_services, team, mailbox(mail_server, "alice@example.test"))
-    held = real_services.prober = HeldProber(real_services.prober)
+    held = services.prober = HeldProber(services.prober)
     with ThreadPoolExecutor(max_workers=1) as pool:
         connect = pool.submit(lambda: client.post(
-            f"{BASE}/smtp-imap/connect", json=single(mail_server, "alice@example.test"),
+            f"{BASE}/smtp-imap/connect", json=single(mail_server, email),
             headers=headers(api_key)))
         assert held.entered.wait(20)
+        change()
+        held.go.set()
+        answer = connect.result(timeout=30)
+    assert answer.status_code == 200, answer.json
+    return answer
+
+
+def test_a_connect_answer_says_when_a_patch_made_during_its_test_was_kept(
+        client, api_key, real_services, team, mail_server):
+    account_id = saved(real_services, team, mailbox(mail_server, "alice@example.test"))
+
+    def patch() -> None:
         patched = client.patch(f"{BASE}/{account_id}", headers=headers(api_key),
                                json={"smtpPassword": "wrong", "imapPassword": "wrong"})
         assert patched.status_code == 200
-        held.go.set()
-        answer = connect.result(timeout=30)
 
-    assert answer.status_code == 200, answer.json
+    answer = connect_with_a_change_during_its_test(client, api_key, real_services, mail_server,
+                                                   "alice@example.test", patch)
     payload = answer.json["payload"]
     assert (payload["id"], payload["status"], payload["stale"]) == (account_id, 1, True)
     assert "the newer settings were kept" in answer.json["message"]
     stored = client.get(f"{BASE}/{account_id}", headers=headers(api_key)).json["payload"]
     assert stored["status"] == 0 and stored["smtpConnection"]["errorCode"] == "auth_failed"
+
+
+def test_a_connect_answer_says_when_the_account_was_deleted_during_its_test(
+        client, api_key, real_services, team, mail_server):
+    account_id = saved(real_services, team, mailbox(mail_server, "alice@example.test"))
+
+    def delete() -> None:
+        assert client.delete(f"{BASE}/{account_id}", headers=headers(api_key)).status_code == 200
+
+    answer = connect_with_a_change_during_its_test(client, api_key, real_services, mail_server,
+                                                   "alice@example.test", delete)
+    payload = answer.json["payload"]
+    assert (payload["id"], payload["status"], payload["stale"]) == (None, 1, True)
+    assert "deleted while this test ran" in answer.json["message"]
+    listed = client.get(BASE, headers=headers(api_key)).json["payload"]
+    assert listed["total"] == 0, "the connect brought the deleted account back"
