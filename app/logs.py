@@ -27,6 +27,9 @@ _FIELDS = {"request_id": "requestId", "row_id": "rowId", "account_id": "accountI
 _OUTSIDE: dict[str, Any] = {}
 _context: ContextVar[dict[str, Any]] = ContextVar("mailconnect_log_context", default=_OUTSIDE)
 
+# The WSGI environ key under which a request's log context outlives the request, for
+# gunicorn's access line (an environ atom, `{mailconnect.log_context}e`).
+ACCESS_CONTEXT = "mailconnect.log_context"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s%(context)s"
 
 
@@ -109,9 +112,13 @@ class TextFormatter(logging.Formatter):
 
 def _access_fields(atoms: dict[str, Any]) -> dict[str, Any]:
     # gunicorn's access atoms: the path without its query string (which may hold a vendor
-    # dialect's api_key), the status and the time taken.
+    # dialect's api_key), the status and the time taken, and the ids the request named or
+    # learnt (a new job's requestId), which the web app leaves in the environ.
     fields = {"method": atoms.get("m"), "path": atoms.get("U"), "status": atoms.get("s"),
               "durationMs": round(int(atoms.get("D", 0) or 0) / 1000, 1)}
+    context = atoms.get(f"{{{ACCESS_CONTEXT}}}e")
+    if isinstance(context, dict):
+        fields.update(context)
     return {name: value for name, value in fields.items() if value not in (None, "-")}
 
 

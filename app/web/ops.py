@@ -47,6 +47,8 @@ def _enter_log_context() -> None:
 def _leave_log_context(_exc: BaseException | None = None) -> None:
     token = g.pop("log_token", None)
     if token is not None:
+        # gunicorn writes the access line after this: it finds the ids in the environ.
+        request.environ[logs.ACCESS_CONTEXT] = logs.current_context()
         logs.leave(token)
 
 

@@ -107,10 +107,11 @@ def test_gunicorn_lines_go_through_the_same_format():
     record = logging.LogRecord("gunicorn.access", logging.INFO, __file__, 1,
                                '%(h)s "%(r)s" %(s)s', None, None)
     record.args = {"h": "127.0.0.1", "r": "GET /x?api_key=k HTTP/1.1", "m": "GET", "U": "/x",
-                   "s": "200", "D": "1500"}
+                   "s": "200", "D": "1500",
+                   "{mailconnect.log_context}e": {"requestId": "job-3"}}
     event = json.loads(formatter.format(record))
-    assert (event["method"], event["path"], event["status"], event["durationMs"]) == (
-        "GET", "/x", "200", 1.5)
+    assert (event["method"], event["path"], event["status"], event["durationMs"],
+            event["requestId"]) == ("GET", "/x", "200", 1.5, "job-3")
 
 
 def test_a_bulk_connect_names_its_new_job_in_its_later_lines(stream, client, queue, api_key,

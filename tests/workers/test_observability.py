@@ -104,8 +104,13 @@ def test_metrics_and_logs_after_a_real_job(env, tmp_path, mail_server):
     assert all(isinstance(e["rowId"], int) and isinstance(e["accountId"], int)
                for e in recorded.values())
     web_events = json_lines(web_process.log.read_text())
-    assert any(e.get("path") == "/v1/email-accounts/connect" and e.get("status") == "200"
-               for e in web_events), web_process.tail()
+    # The access lines name the job: the POST that created it, and each poll of it.
+    about_job = ("/v1/email-accounts/connect",
+                 f"/v1/email-accounts/connect/status/{request_id}")
+    accessed = [(e["path"], e["status"], e.get("requestId")) for e in web_events
+                if e["logger"] == "gunicorn.access" and e["path"] in about_job]
+    assert ("/v1/email-accounts/connect", "200", request_id) in accessed, web_process.tail()
+    assert all(named == request_id for _, _, named in accessed), accessed
 
 
 def json_lines(text: str) -> list[dict]:
