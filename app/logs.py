@@ -69,11 +69,21 @@ def current_context() -> dict[str, Any]:
     return dict(_context.get())
 
 
+def _record_context(record: logging.LogRecord) -> dict[str, Any]:
+    # gunicorn writes its access line after the request's context ended: the ids the request
+    # named or learnt (a new job's requestId) come from the environ the web app left them in.
+    if record.name == "gunicorn.access" and isinstance(record.args, dict):
+        left = record.args.get(f"{{{ACCESS_CONTEXT}}}e")
+        if isinstance(left, dict):
+            return left
+    return _context.get()
+
+
 class ContextFilter(logging.Filter):
     """Puts the context on each record, so both formatters (and any handler) can use it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        context = _context.get()
+        context = _record_context(record)
         record.mailconnect = context
         record.context = "".join(f" {k}={v}" for k, v in context.items())
         return True
@@ -90,7 +100,7 @@ class JsonFormatter(logging.Formatter):
             "process": record.process,
             "thread": record.threadName,
         }
-        event.update(getattr(record, "mailconnect", None) or _context.get())
+        event.update(getattr(record, "mailconnect", None) or _record_context(record))
         if record.name == "gunicorn.access" and isinstance(record.args, dict):
             event.update(_access_fields(record.args))
         if record.exc_info:
@@ -112,13 +122,9 @@ class TextFormatter(logging.Formatter):
 
 def _access_fields(atoms: dict[str, Any]) -> dict[str, Any]:
     # gunicorn's access atoms: the path without its query string (which may hold a vendor
-    # dialect's api_key), the status and the time taken, and the ids the request named or
-    # learnt (a new job's requestId), which the web app leaves in the environ.
+    # dialect's api_key), the status and the time taken.
     fields = {"method": atoms.get("m"), "path": atoms.get("U"), "status": atoms.get("s"),
               "durationMs": round(int(atoms.get("D", 0) or 0) / 1000, 1)}
-    context = atoms.get(f"{{{ACCESS_CONTEXT}}}e")
-    if isinstance(context, dict):
-        fields.update(context)
     return {name: value for name, value in fields.items() if value not in (None, "-")}
 
 

@@ -112,6 +112,9 @@ def test_gunicorn_lines_go_through_the_same_format():
     event = json.loads(formatter.format(record))
     assert (event["method"], event["path"], event["status"], event["durationMs"],
             event["requestId"]) == ("GET", "/x", "200", 1.5, "job-3")
+    assert logs.ContextFilter().filter(record)
+    assert logs.formatter_for("text").format(record).endswith('"GET /x?api_key=k HTTP/1.1" '
+                                                              '200 requestId=job-3')
 
 
 def test_a_bulk_connect_names_its_new_job_in_its_later_lines(stream, client, queue, api_key,
