@@ -1,5 +1,6 @@
 """The team login quota: the counter on real Redis, and a job's rows waiting for it."""
 
+import datetime as dt
 import threading
 import time
 from dataclasses import replace
@@ -14,7 +15,8 @@ from app.jobs.runner import start_job
 from app.jobs.status import job_view, status_payload
 from app.models import ConnectJobRow, RowState
 from app.teams import create_api_key
-from tests.app.jobs.test_runner import FakeProber, RecordingQueue, processor, submit
+from tests.app.jobs.doubles import FakeProber, RecordingQueue
+from tests.app.jobs.test_runner import processor, submit
 from tests.factories import bulk_row
 
 
@@ -120,6 +122,7 @@ def test_past_the_quota_rows_wait_for_it_and_then_complete(services, client):
     rows = replace(processor(services, prober), quota=counter, resume_runners=3)
 
     rows.run(queue, job_id=job.job_id)
+    logged_in_by = services.clock.now()  # the first two rows' logins were made by now
     found = states(services, job.job_id)
     assert [s for _, s, _, _ in found] == [RowState.DONE] * 2 + [RowState.WAITING] * 3
     waits = {w for _, s, w, _ in found if s == RowState.WAITING}
@@ -144,8 +147,11 @@ def test_past_the_quota_rows_wait_for_it_and_then_complete(services, client):
     assert [s for _, s, _, _ in states(services, other.job_id)] == [RowState.DONE] * 2, (
         "another team is unaffected")
 
-    # The delayed message, once the window has rolled past the first two rows' logins.
-    time.sleep(max(0.0, (until - services.clock.now()).total_seconds()) + 0.05)
+    # The delayed message, once the window has rolled past the first two rows' logins (the
+    # second row's may have been made a little after `until` minus the window: its first
+    # record_result compiles the job path's statements).
+    rolled = max(until, logged_in_by + dt.timedelta(seconds=window))
+    time.sleep(max(0.0, (rolled - services.clock.now()).total_seconds()) + 0.05)
     queue = RecordingQueue()
     rows.run(queue, row_id=third)
     assert queue.published[0] == ("run_rows", job.job_id, 2), (
