@@ -26,7 +26,7 @@ from app.jobs.runner import RetryPolicy, RowProcessor, start_job
 from app.migrate import upgrade
 from app.services import Services, build_services
 from app.teams import create_api_key
-from tests.app.jobs.test_runner import FakeProber, RecordingQueue
+from tests.app.jobs.doubles import FakeProber, RecordingQueue
 from tests.bench.environment import machine_reference, print_result
 from tests.bench.system import database_label, database_url
 from tests.factories import bulk_row

@@ -9,7 +9,8 @@ import requests
 
 from app.jobs.finish import finish_job
 from app.jobs.status import job_view
-from tests.app.jobs.test_runner import FakeProber, run_all, submit
+from tests.app.jobs.doubles import FakeProber
+from tests.app.jobs.test_runner import run_all, submit
 
 
 def finished_job(services, team_id, rows) -> str:

@@ -19,8 +19,9 @@ from app.jobs.runner import claim_next_row, record_result, start_job
 from app.models import ConnectJob, ConnectJobRow, JobErrorCount, RowState
 from app.probe.model import AccountProbe
 from app.teams import create_api_key
+from tests.app.jobs.doubles import OK, FakeClock
 from tests.app.jobs.helpers import download, finished_job, view
-from tests.app.jobs.test_runner import OK, FakeClock, submit
+from tests.app.jobs.test_runner import submit
 from tests.factories import bulk_row
 
 

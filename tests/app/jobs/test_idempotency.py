@@ -15,7 +15,7 @@ from app.jobs.idempotency import (
 from app.jobs.intake import JobOptions, submit_job
 from app.models import ConnectJob, IdempotencyKey
 from app.teams import create_api_key
-from tests.app.jobs.test_runner import FakeClock
+from tests.app.jobs.doubles import FakeClock
 from tests.factories import bulk_row
 
 

@@ -11,8 +11,9 @@ from app.jobs.finish import finish_job
 from app.models import EmailAccount
 from app.probe.model import AccountProbe, ErrorCode, ProtocolResult
 from app.teams import create_api_key
+from tests.app.jobs.doubles import OK
 from tests.app.jobs.helpers import download, view
-from tests.app.jobs.test_runner import OK, run_all, submit
+from tests.app.jobs.test_runner import run_all, submit
 from tests.factories import bulk_row
 
 # The classic payloads: formulas, a DDE command, and formulas hidden behind whitespace.

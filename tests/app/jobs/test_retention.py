@@ -16,8 +16,8 @@ from app.models import (
     JobStatus,
 )
 from app.teams import create_api_key
+from tests.app.jobs.doubles import FakeClock
 from tests.app.jobs.helpers import finished_job, view
-from tests.app.jobs.test_runner import FakeClock
 from tests.factories import bulk_row
 
 

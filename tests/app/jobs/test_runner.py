@@ -1,5 +1,4 @@
 import csv
-import datetime as dt
 import io
 import threading
 from dataclasses import replace
@@ -30,36 +29,8 @@ from app.jobs.sweeper import sweep
 from app.models import ConnectJobRow, EmailAccount, JobErrorCount, RowState
 from app.probe.model import AccountProbe, ErrorCode, ProtocolResult
 from app.teams import create_api_key
+from tests.app.jobs.doubles import OK, FakeClock, FakeProber, RecordingQueue
 from tests.factories import bulk_row
-
-OK = ProtocolResult("ok", duration_ms=5)
-
-
-class FakeProber:
-    """Verifies every mailbox except those whose SMTP host starts with 'bad'."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple] = []
-        self.lock = threading.Lock()
-
-    def probe_sync(self, smtp, imap):
-        with self.lock:
-            self.calls.append((smtp, imap))
-        if smtp.host.startswith("bad"):
-            failed = ProtocolResult("failed", ErrorCode.AUTH_FAILED, "535 5.7.8 not accepted")
-            return AccountProbe(smtp=failed, imap=OK, duration_ms=7)
-        return AccountProbe(smtp=OK, imap=OK, duration_ms=7)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.current = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
-
-    def now(self) -> dt.datetime:
-        return self.current
-
-    def advance(self, seconds: float) -> None:
-        self.current += dt.timedelta(seconds=seconds)
 
 
 @pytest.fixture
@@ -444,28 +415,6 @@ def test_process_next_tests_the_next_row_and_says_when_none_is_left(services, te
     (0, 0), (1, 1), (60, 60), (100, 100), (500, 100), (1000, 100), (5000, 500), (50001, 5001)])
 def test_runner_count_fills_every_thread_then_caps_messages(pending, expected):
     assert runners_for(pending, concurrency=100, rows_per_runner=10) == expected
-
-
-class RecordingQueue:
-    """What a runner published, in order."""
-
-    def __init__(self) -> None:
-        self.published: list[tuple] = []
-
-    def start_job(self, job_id):
-        self.published.append(("start_job", job_id))
-
-    def run_rows(self, job_id, runners):
-        self.published.append(("run_rows", job_id, runners))
-
-    def wake_rows(self, row_ids):
-        self.published.extend(("probe_row", row_id) for row_id in row_ids)
-
-    def probe_row_later(self, row_id, delay_seconds):
-        self.published.append(("probe_row_later", row_id))
-
-    def finish_job(self, job_id):
-        self.published.append(("finish_job", job_id))
 
 
 def redis_gate(**options) -> RedisHostGate:

@@ -188,7 +188,7 @@ def test_callback_url_checks(url, message):
 
 def test_a_webhook_whose_message_was_lost_is_owed_after_its_whole_schedule(services, team_id):
     from app.jobs.webhooks import owed_webhooks
-    from tests.app.jobs.test_runner import FakeClock
+    from tests.app.jobs.doubles import FakeClock
 
     clock = FakeClock()
     services.clock = clock

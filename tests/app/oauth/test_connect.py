@@ -11,7 +11,7 @@ from app.models import EmailAccount
 from app.oauth.apps import set_oauth_app
 from app.probe.model import AuthMethod
 from app.teams import team_for_key
-from tests.app.jobs.test_runner import FakeProber
+from tests.app.jobs.doubles import FakeProber
 from tests.servers.oauth_server import running_oauth_server
 
 

@@ -14,7 +14,7 @@ from app.models import EmailAccount, OAuthConsent
 from app.oauth.apps import set_oauth_app
 from app.oauth.consent import s256
 from app.teams import create_api_key, team_for_key
-from tests.app.jobs.test_runner import FakeProber
+from tests.app.jobs.doubles import FakeProber
 from tests.servers.oauth_server import OAuthServer, running_oauth_server
 
 BACK = "https://app.example.test/connected?from=mailconnect"

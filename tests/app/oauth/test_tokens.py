@@ -14,7 +14,7 @@ from app.jobs.runner import RetryPolicy, RowProcessor, start_job
 from app.models import ConnectJobRow, EmailAccount, RowState
 from app.oauth.tokens import TokenRefresher, needs_refresh
 from app.probe.model import AuthMethod, ErrorCode, ProtocolResult
-from tests.app.jobs.test_runner import FakeProber
+from tests.app.jobs.doubles import FakeProber
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 OK = ProtocolResult("ok", duration_ms=3)

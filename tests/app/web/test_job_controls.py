@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 from app.jobs.finish import finish_job
 from app.models import ConnectJob, ConnectJobRow, Team
 from app.teams import create_api_key
-from tests.app.jobs.test_runner import FakeProber, run_all
+from tests.app.jobs.doubles import FakeProber
+from tests.app.jobs.test_runner import run_all
 from tests.factories import bulk_row
 
 URL = "/v1/email-accounts/connect"
