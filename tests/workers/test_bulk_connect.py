@@ -106,3 +106,25 @@ def test_mixed_batch_end_to_end(api, env, tmp_path, mail_server, smtp_server,
     assert accounts["bob@example.test"].imap_encryption == "starttls"
     for saved in accounts.values():
         assert all(p not in saved.credentials for p in USERS.values())
+
+
+def test_an_account_deleted_while_its_import_is_queued_stays_deleted(api, env, tmp_path,
+                                                                     mail_server):
+    m, headers = mail_server, {"x-api-key": api.key}
+    alice = account("alice@example.test", m.submissions_port, "ssl", m.imaps_port, "ssl")
+    with celery_process("worker", env, tmp_path) as worker:
+        seeded = api.wait(api.submit([alice]), timeout=120, diagnostics=worker.tail)
+    [seed] = api.report(seeded)
+    request_id = api.submit([alice])  # no worker now: the job waits in the broker
+    url = f"/v1/email-accounts/{seed['accountId']}"
+    assert api.client.delete(url, headers=headers).status_code == 200
+
+    with celery_process("worker", env, tmp_path) as worker:
+        status = api.wait(request_id, timeout=120, diagnostics=worker.tail)
+    assert api.client.get("/v1/email-accounts", headers=headers).json["payload"]["total"] == 0, (
+        "the import brought a deleted account back")
+    assert (status["processed"], status["succeeded"], status["failed"]) == (1, 0, 1)
+    [row] = api.report(status)
+    assert (row["status"], row["errorCode"], row["accountId"], row["smtpResult"],
+            row["imapResult"]) == ("failed", "account_deleted", "", "ok", "ok"), (
+        "the row keeps what its test found")
