@@ -126,16 +126,14 @@ def result_columns(probe: AccountProbe, now: dt.datetime) -> dict[str, Any]:
 def _upsert(dialect: str, updated: tuple[str, ...]) -> Insert:
     # Built once per dialect and column set (a handful of them), so running it skips
     # SQLAlchemy's statement construction and cache-key work: this runs once per tested row.
-    team, email, submitted_at = (bindparam(name, type_=_accounts.c[name].type)
-                                 for name in ("team_id", "email", "settings_submitted_at"))
+    inserted = ("team_id", "email", "created_at", *updated)
+    given = {name: bindparam(name, type_=_accounts.c[name].type) for name in inserted}
     # A DELETE made after these settings were submitted is the user's latest word: no row to
     # insert. (An account created again since then is the newer settings' to keep.)
-    deleted_since = exists().where(_deletions.c.team_id == team, _deletions.c.email == email,
-                                   _deletions.c.deleted_at > submitted_at)
-    inserted = ("team_id", "email", "created_at", *updated)
-    given = {"team_id": team, "email": email, "settings_submitted_at": submitted_at}
-    source = select(*(given.get(name, bindparam(name, type_=_accounts.c[name].type))
-                      for name in inserted)).where(~deleted_since)
+    deleted_since = exists().where(_deletions.c.team_id == given["team_id"],
+                                   _deletions.c.email == given["email"],
+                                   _deletions.c.deleted_at > given["settings_submitted_at"])
+    source = select(*given.values()).where(~deleted_since)
     insert = _INSERTS[dialect](_accounts).from_select(inserted, source)
     # A connect stores the settings it tested: a new version, so that a re-test of the older
     # settings that is still running cannot write its result over this one.
