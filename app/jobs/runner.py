@@ -26,7 +26,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import Connection, Insert, bindparam, func, select, update
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    Insert,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app import logs, metrics
@@ -79,7 +88,9 @@ error_counts = JobErrorCount.__table__
 # One runner tests up to this many of its job's rows, one after another: a tenth of the
 # per-message broker work, while a slow row holds up at most nine others of its runner.
 ROWS_PER_RUNNER = 10
-# A re-test row whose account no longer exists: reported failed with this code, never tested.
+# A row whose account was deleted after its job was submitted (or, a re-test row, whose
+# account no longer exists): reported failed with this code, and never tested if it was gone
+# by the row's claim.
 ACCOUNT_DELETED = "account_deleted"
 
 
@@ -89,7 +100,9 @@ class ClaimedRow:
     job_id: str
     team_id: int
     attempt: int
-    settings: dict[str, Any] | None  # None: a re-test row whose account is gone
+    # None: the row's account is gone (deleted since its job was submitted, or a re-test
+    # row's account): it is reported, never tested.
+    settings: dict[str, Any] | None
     credentials: str | None
     verified: frozenset[str] = frozenset()  # protocols an earlier attempt already passed
     claims: int = 0  # the fence: this claim's number
@@ -205,11 +218,22 @@ def start_job(db: Database, clock: Clock, job_id: str) -> list[int]:
 # statement on every call costs more CPU than running it.
 _TAKE = dict(state=RowState.TESTING, attempts=rows.c.attempts + 1, claims=rows.c.claims + 1,
              lease_expires_at=bindparam("lease_until"), wait_until=None)
+# The row's account was deleted after its job was submitted: the DELETE is the user's latest
+# word, so the mailbox is not logged into (nor the team's login quota spent) for an account
+# the row could not bring back. Written out because SQLAlchemy leaves columns unqualified in
+# SQLite's RETURNING, where `email = email` would compare a column with itself.
+_DELETED_SINCE_SUBMITTED = literal_column(
+    "EXISTS (SELECT 1 FROM connect_jobs JOIN account_deletions"
+    " ON account_deletions.team_id = connect_jobs.team_id"
+    " WHERE connect_jobs.id = connect_job_rows.job_id"
+    " AND account_deletions.email = connect_job_rows.email"
+    " AND account_deletions.deleted_at > connect_jobs.created_at)", Boolean)
 _TAKEN = (rows.c.id, rows.c.job_id, rows.c.attempts, rows.c.claims, rows.c.settings,
           rows.c.credentials, rows.c.smtp_result, rows.c.imap_result, rows.c.account_id,
           select(jobs.c.team_id).where(jobs.c.id == rows.c.job_id).scalar_subquery(),
           select(jobs.c.quota_wait_until).where(jobs.c.id == rows.c.job_id).scalar_subquery(),
-          select(jobs.c.created_at).where(jobs.c.id == rows.c.job_id).scalar_subquery())
+          select(jobs.c.created_at).where(jobs.c.id == rows.c.job_id).scalar_subquery(),
+          _DELETED_SINCE_SUBMITTED)
 # By id: a row woken from a host's waiting list, or by its timed message, or handed on.
 _CLAIM = (
     update(rows)
@@ -379,9 +403,11 @@ def _claimed(connection: Connection, statement: Any, params: dict[str, Any]
     if claimed is None:
         return None
     (row_id, job_id, attempt, claims, settings, credentials, smtp_result, imap_result,
-     account_id, team_id, quota_mark, submitted_at) = claimed
+     account_id, team_id, quota_mark, submitted_at, deleted) = claimed
     target = None
-    if settings is None and account_id is not None:
+    if deleted:
+        settings = credentials = None
+    elif settings is None and account_id is not None:
         # A re-test tests the account as it is now, in the claim's own transaction.
         target = load_retest_target(connection, team_id, account_id)
         if target is not None:

@@ -150,35 +150,75 @@ def test_an_account_saved_before_submissions_were_dated_takes_any_submission(ser
     assert stored_hosts(services) == [("a@example.com", "older.example.com")]
 
 
-def test_a_delete_after_the_jobs_post_wins(services, team_id):
+def _seeded_accounts(services, team_id) -> dict[str, int]:
     seed = submit(services, team_id, [bulk_row("a@example.com"),
                                       bulk_row("b@example.com", smtpHost="seed.example.com")])
     run_all(services, seed.job_id, FakeProber())
-    ids = {a.email: a.id for a in accounts_of(services)}
+    return {a.email: a.id for a in accounts_of(services)}
+
+
+def _report(services, team_id, job_id) -> list[dict[str, str]]:
+    assert finish_job(services.db, services.clock, services.store, job_id)
+    return list(csv.DictReader(io.StringIO(requests.get(services.store.download_url(
+        job_view(services.db, team_id, job_id).report_key, 60), timeout=10).text)))
+
+
+def test_a_delete_after_the_jobs_post_wins_and_its_rows_are_not_tested(services, team_id):
+    ids = _seeded_accounts(services, team_id)
     job = submit(services, team_id, [bulk_row("a@example.com"),
-                                     bulk_row("b@example.com", smtpHost="bad.example.com")])
+                                     bulk_row("b@example.com", smtpHost="bad.example.com"),
+                                     bulk_row("c@example.com")])
     # Deleted after the POST, before the rows are tested: the user's latest word.
     for account_id in ids.values():
         assert delete_account(services.db, services.clock, team_id, account_id)
-    run_all(services, job.job_id, FakeProber())
+    prober = FakeProber()
+    assert run_all(services, job.job_id, prober) == [False, False, True]
 
-    assert accounts_of(services) == [], "a row brought a deleted account back"
+    assert [smtp.username for smtp, _ in prober.calls] == ["c@example.com"], (
+        "a deleted account's mailbox was logged into")
+    assert [a.email for a in accounts_of(services)] == ["c@example.com"], (
+        "a row brought a deleted account back")
+    done = [row(services, row_id) for row_id in _row_ids(services, job.job_id)]
+    assert [(r.state, r.account_id is None, r.account_status, r.error_code, r.smtp_result,
+             r.credentials) for r in done] == [
+        (RowState.DONE, True, 0, "account_deleted", None, None),
+        (RowState.DONE, True, 0, "account_deleted", None, None),
+        (RowState.DONE, False, 1, None, "ok", None)]
+    assert error_counts(services, job.job_id) == {"account_deleted": 2}
+    view = job_view(services.db, team_id, job.job_id)
+    assert (view.processed, view.succeeded, view.failed) == (3, 1, 2)
+    assert [(r["status"], r["errorCode"], r["smtpResult"])
+            for r in _report(services, team_id, job.job_id)] == [
+        ("failed", "account_deleted", "skipped"), ("failed", "account_deleted", "skipped"),
+        ("connected", "", "ok")]
+
+    later = submit(services, team_id, [bulk_row("a@example.com")])
+    run_all(services, later.job_id, FakeProber())
+    assert [a.email for a in accounts_of(services)] == ["a@example.com", "c@example.com"], (
+        "a job submitted after the deletion adds the account back")
+
+
+def test_a_delete_during_a_rows_test_wins_and_the_row_keeps_what_it_found(services, team_id):
+    ids = _seeded_accounts(services, team_id)
+    job = submit(services, team_id, [bulk_row("a@example.com"),
+                                     bulk_row("b@example.com", smtpHost="bad.example.com")])
+
+    def deleting(email):
+        return lambda: delete_account(services.db, services.clock, team_id, ids[email])
+
+    prober = HookedProber({0: deleting("a@example.com"), 1: deleting("b@example.com")})
+    run_all(services, job.job_id, prober)
+
+    assert len(prober.calls) == 2 and accounts_of(services) == []
     done = [row(services, row_id) for row_id in _row_ids(services, job.job_id)]
     assert [(r.state, r.account_id, r.account_status, r.error_code, r.smtp_error_code)
             for r in done] == [(RowState.DONE, None, 0, "account_deleted", None),
                                (RowState.DONE, None, 0, "account_deleted", "auth_failed")]
     assert [r.smtp_result for r in done] == ["ok", "failed"], "the rows keep what they found"
     assert error_counts(services, job.job_id) == {"account_deleted": 2}
-    assert finish_job(services.db, services.clock, services.store, job.job_id)
-    report = list(csv.DictReader(io.StringIO(requests.get(services.store.download_url(
-        job_view(services.db, team_id, job.job_id).report_key, 60), timeout=10).text)))
-    assert [(r["status"], r["errorCode"], r["smtpResult"]) for r in report] == [
+    assert [(r["status"], r["errorCode"], r["smtpResult"])
+            for r in _report(services, team_id, job.job_id)] == [
         ("failed", "account_deleted", "ok"), ("failed", "account_deleted", "failed")]
-
-    later = submit(services, team_id, [bulk_row("a@example.com")])
-    run_all(services, later.job_id, FakeProber())
-    assert [a.email for a in accounts_of(services)] == ["a@example.com"], (
-        "a job submitted after the deletion adds the account back")
 
 
 def accounts_of(services) -> list[EmailAccount]:
