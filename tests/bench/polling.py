@@ -7,7 +7,9 @@ starts it, a worker, beat), on each database given.
 
 `sqlite` (the default) is a fresh SQLite file; the output carries one result per database.
 
-Two phases, one after the other, while the job runs: pollers as clients poll (each waits a
+First a reference with no job running: the same paced pollers on a small job already
+completed, so the app's own latency reads apart from what the job's load adds. Then two
+phases, one after the other, while the big job runs: pollers as clients poll (each waits a
 random 0 to 2 x --interval-ms between its polls; wrk's delay() hook), then flat out (no wait:
 latency is then mostly queueing, a stress figure). Needs wrk (Debian package `wrk`). Prints
 wrk's latency distributions, and beside each the same polls as gunicorn timed them, from its
@@ -44,6 +46,8 @@ from tests.servers.worker import celery_process, wait_ready
 from tests.workers.conftest import Api
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+# The reference job, completed before the pollers' first run.
+IDLE_JOB_ACCOUNTS = 5
 
 
 def percentile_ms(output: str, label: str) -> float:
@@ -114,35 +118,41 @@ def poll_during_job(servers: BenchServers, db_url: str, users: dict[str, str],
         base_url, web = stack.enter_context(web_process(env, tmp, name=f"{name}-web"))
         http = HttpApi(base_url, api.key)
         wait_ready(worker)
-        request_id = http.submit(account_rows(users, mail.submission_port, mail.imaps_port))
-        path = f"/v1/email-accounts/connect/status/{request_id}"
-        url = base_url + path
-        time.sleep(2)
         pacing = tmp / "pace.lua"
         # Independent clients: a random wait averaging the interval, so the pollers do not
         # stay in lockstep (a fixed wait keeps all 50 arriving in the same instant).
         pacing.write_text(f"function delay()\n  return math.random(0, {2 * args.interval_ms})\n"
                           "end\n")
-        paced, flat_out = [], []
-        for phase, script, runs in (("paced", ["-s", str(pacing)], args.runs),
-                                    ("flat_out", [], 1)):
-            for run in range(1, runs + 1):
-                logged = web.log.stat().st_size
-                wrk = subprocess.run(["wrk", "-t2", f"-c{args.pollers}", f"-d{args.seconds}s",
-                                      "--latency", *script, "-H", f"x-api-key: {api.key}", url],
-                                     capture_output=True, text=True, check=True).stdout
-                print(f"--- {phase} run {run}" + (
-                    f": each poller every {args.interval_ms} ms on average"
-                    if phase == "paced" else ": no wait between polls"))
-                print(wrk, flush=True)
-                server = server_side_ms(web.log, logged, path)
-                print(f"    the same polls in gunicorn: p50 {server['p50_ms']:.1f} ms, "
-                      f"p99 {server['p99_ms']:.1f} ms ({server['polls']} polls)", flush=True)
-                (paced if phase == "paced" else flat_out).append({
-                    "p50_ms": percentile_ms(wrk, "50"), "p99_ms": percentile_ms(wrk, "99"),
+        paced_script = ["-s", str(pacing)]
+
+        def polls(request_id: str, script: list[str], title: str) -> dict:
+            path = f"/v1/email-accounts/connect/status/{request_id}"
+            logged = web.log.stat().st_size
+            wrk = subprocess.run(["wrk", "-t2", f"-c{args.pollers}", f"-d{args.seconds}s",
+                                  "--latency", *script, "-H", f"x-api-key: {api.key}",
+                                  base_url + path],
+                                 capture_output=True, text=True, check=True).stdout
+            print(f"--- {title}")
+            print(wrk, flush=True)
+            server = server_side_ms(web.log, logged, path)
+            print(f"    the same polls in gunicorn: p50 {server['p50_ms']:.1f} ms, "
+                  f"p99 {server['p99_ms']:.1f} ms ({server['polls']} polls)", flush=True)
+            return {"p50_ms": percentile_ms(wrk, "50"), "p99_ms": percentile_ms(wrk, "99"),
                     "requests_per_s": float(
                         re.search(r"Requests/sec:\s+([\d.]+)", wrk).group(1)),
-                    "server": server})
+                    "server": server}
+
+        small = dict(list(users.items())[:IDLE_JOB_ACCOUNTS])
+        idle_job = http.submit(account_rows(small, mail.submission_port, mail.imaps_port))
+        finished = http.wait(idle_job, timeout=300)
+        idle = polls(idle_job, paced_script,
+                     f"no job running: each poller every {args.interval_ms} ms on average, "
+                     f"on a completed job of {IDLE_JOB_ACCOUNTS} accounts")
+        request_id = http.submit(account_rows(users, mail.submission_port, mail.imaps_port))
+        time.sleep(2)
+        paced = [polls(request_id, paced_script, f"paced run {run}: each poller every "
+                       f"{args.interval_ms} ms on average") for run in range(1, args.runs + 1)]
+        flat_out = polls(request_id, [], "flat out: no wait between polls")
         during = http.status(request_id)
     api.services.db.dispose()
     # The job is left unfinished: its queued messages and host slots must not reach the next
@@ -154,9 +164,11 @@ def poll_during_job(servers: BenchServers, db_url: str, users: dict[str, str],
     server_p99 = statistics.median(r["server"]["p99_ms"] for r in paced)
     per_run = ", ".join(f"{r['p99_ms']:.1f}" for r in paced)
     print(f"paced p99 per run: {per_run} ms; median {median_p99:.1f} ms "
-          f"(in gunicorn: median p99 {server_p99:.1f} ms)")
+          f"(in gunicorn: median p99 {server_p99:.1f} ms); with no job running "
+          f"{idle['p99_ms']:.1f} ms (in gunicorn {idle['server']['p99_ms']:.1f} ms)")
     return {"paced": paced, "paced_median_p99_ms": median_p99,
-            "paced_median_server_p99_ms": server_p99, "flat_out": flat_out[0],
+            "paced_median_server_p99_ms": server_p99, "flat_out": flat_out,
+            "idle": {**idle, "job_processed": finished["processed"]},
             "job_running": during["status"] == "running"}
 
 

@@ -74,7 +74,8 @@ def test_polling_benchmark_runs(database_url):
     assert set(result["databases"]) == expected
     for polled in result["databases"].values():
         assert polled["paced_median_p99_ms"] > 0 and polled["flat_out"]["requests_per_s"] > 0
-        for run in (*polled["paced"], polled["flat_out"]):
+        assert polled["idle"]["job_processed"] == 5
+        for run in (*polled["paced"], polled["flat_out"], polled["idle"]):
             server = run["server"]
             assert server["polls"] > 0 and 0 < server["p50_ms"] <= server["p99_ms"]
 
