@@ -37,6 +37,9 @@ def post_worker_init(worker: Any) -> None:
     # wakes while another holds the GIL can wait that long, more than once; 0.5 ms keeps the
     # slowest polls near the typical one, at a small cost in throughput.
     sys.setswitchinterval(0.0005)
+    # gunicorn's "Booting worker" comes at the fork, seconds before the app is imported; this
+    # line says when the worker can serve.
+    worker.log.info("Worker %s loaded the app and is serving", worker.pid)
 
 
 # gunicorn's default access line, with the path but not its query string: Smartlead's clients

@@ -12,6 +12,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
+import psutil
+
 from app.config import load_settings
 from app.credentials import CredentialCipher
 from app.devserver import free_port, wait_for_port
@@ -86,13 +88,35 @@ def web_process(env: Mapping[str, str], tmp: Path, name: str = "web"
     """gunicorn as the Procfile's `web` line starts it, with its defaults (workers, threads);
     yields its base URL and process."""
     port = free_port()
+    log = tmp / f"{name}.log"
+    logged_before = log.stat().st_size if log.exists() else 0
     process = Process(name, ["bash", "-c", f"exec {procfile_web()}"], {**env, "PORT": str(port)},
-                      tmp / f"{name}.log")
+                      log)
     try:
         wait_for_port(port, process.popen, "gunicorn")
+        _wait_for_web_workers(process, logged_before)
         yield f"http://127.0.0.1:{port}", process
     finally:
         process.stop()
+
+
+def _wait_for_web_workers(web: Process, logged_before: int, timeout: float = 120) -> None:
+    # The port opens before gunicorn's workers import the app, which takes seconds of CPU:
+    # a benchmark whose clock started then would charge that start-up to its job.
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workers = len(psutil.Process(web.popen.pid).children())
+        with web.log.open("rb") as lines:
+            lines.seek(logged_before)
+            serving = lines.read().count(WEB_WORKER_SERVING)
+        if workers and serving >= workers:
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"gunicorn's workers did not start in {timeout} s:\n{web.tail()}")
+
+
+# What app.web.server logs once a gunicorn worker has loaded the app.
+WEB_WORKER_SERVING = b"loaded the app and is serving"
 
 
 class BenchServers(NamedTuple):
