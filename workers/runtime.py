@@ -1,12 +1,15 @@
-"""The objects one worker process shares between its task threads, built on first use."""
+"""The objects one worker process shares between its task threads, built when the worker is
+ready (or by the first task that needs them, if that failed)."""
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from dataclasses import dataclass
 
 from celery import current_app
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready
 
 from app.accounts.autoconfig import build_autodiscovery
 from app.accounts.detect import JobMxCache
@@ -23,6 +26,8 @@ class Runtime:
     queue: CeleryPublisher
     bucket_ready: bool = False
 
+
+log = logging.getLogger(__name__)
 
 _runtime: Runtime | None = None
 _lock = threading.Lock()
@@ -68,3 +73,14 @@ def _fresh_connections_after_fork(**_kwargs) -> None:
     # A forked child must not share its parent's database sockets.
     if _runtime is not None:
         _runtime.services.db.dispose()
+
+
+@worker_ready.connect
+def _build_before_the_first_task(**_kwargs) -> None:
+    # Building takes about half a second of CPU (botocore reads its endpoint data, the prober
+    # loads the CA bundle). Done before Celery says "ready.", a worker's first job does not
+    # wait for it, and a bad setting shows at start. An error is logged by Celery's signal
+    # dispatch, and the first task builds again (and fails as visibly).
+    started = time.perf_counter()
+    runtime()
+    log.info("worker services built in %.2f s", time.perf_counter() - started)

@@ -12,18 +12,16 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
-import psutil
-
 from app.config import load_settings
 from app.credentials import CredentialCipher
-from app.devserver import free_port, wait_for_port
 from app.migrate import upgrade
 from tests.servers.counting_proxy import SessionCounter, counting_proxy
 from tests.servers.dovecot import DovecotServer, start_dovecot
 from tests.servers.redis_server import private_redis
 from tests.servers.s3 import moto_s3
 from tests.servers.tls import TestPKI, make_pki
-from tests.servers.worker import ROOT, Process
+from tests.servers.web import procfile_gunicorn
+from tests.servers.worker import Process
 
 REFERENCE_ITERATIONS = 10_000_000
 
@@ -74,49 +72,14 @@ def service_env(tmp: Path, db_url: str, redis_url: str, s3: str, pki: TestPKI,
     }
 
 
-def procfile_web() -> str:
-    """The command the Procfile's `web` line runs (gunicorn, as deployed)."""
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.startswith("web:"):
-            return line.partition(":")[2].strip()
-    raise RuntimeError("no web line in the Procfile")
-
-
 @contextmanager
 def web_process(env: Mapping[str, str], tmp: Path, name: str = "web"
                 ) -> Iterator[tuple[str, Process]]:
-    """gunicorn as the Procfile's `web` line starts it, with its defaults (workers, threads);
-    yields its base URL and process."""
-    port = free_port()
-    log = tmp / f"{name}.log"
-    logged_before = log.stat().st_size if log.exists() else 0
-    process = Process(name, ["bash", "-c", f"exec {procfile_web()}"], {**env, "PORT": str(port)},
-                      log)
-    try:
-        wait_for_port(port, process.popen, "gunicorn")
-        _wait_for_web_workers(process, logged_before)
-        yield f"http://127.0.0.1:{port}", process
-    finally:
-        process.stop()
-
-
-def _wait_for_web_workers(web: Process, logged_before: int, timeout: float = 120) -> None:
-    # The port opens before gunicorn's workers import the app, which takes seconds of CPU:
-    # a benchmark whose clock started then would charge that start-up to its job.
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        workers = len(psutil.Process(web.popen.pid).children())
-        with web.log.open("rb") as lines:
-            lines.seek(logged_before)
-            serving = lines.read().count(WEB_WORKER_SERVING)
-        if workers and serving >= workers:
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"gunicorn's workers did not start in {timeout} s:\n{web.tail()}")
-
-
-# What app.web.server logs once a gunicorn worker has loaded the app.
-WEB_WORKER_SERVING = b"loaded the app and is serving"
+    """gunicorn as the Procfile's `web` line starts it, with its defaults (workers, threads),
+    once every worker serves (so no benchmark's clock counts its start-up); yields its base
+    URL and process."""
+    with procfile_gunicorn(name, env, tmp / f"{name}.log") as served:
+        yield served
 
 
 class BenchServers(NamedTuple):

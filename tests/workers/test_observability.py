@@ -97,6 +97,10 @@ def test_metrics_and_logs_after_a_real_job(env, tmp_path, mail_server):
     assert all(v == 1 for v in found["mailconnect_metrics_source_up"].values())
 
     worker_events = json_lines(worker.log.read_text())
+    # The worker built what its tasks share before it said it was ready for them.
+    messages = [e["message"] for e in worker_events]
+    built = next(i for i, m in enumerate(messages) if m.startswith("worker services built"))
+    assert built < next(i for i, m in enumerate(messages) if m.endswith(" ready.")), messages
     about_rows = [e for e in worker_events if e.get("requestId") == request_id]
     assert about_rows, worker.tail()
     recorded = {e["message"]: e for e in about_rows if e["message"].startswith("row recorded")}

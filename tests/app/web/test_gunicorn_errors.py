@@ -12,7 +12,7 @@ import pytest
 from app.devserver import free_port, wait_for_port
 from app.web.gunicorn_worker import error_response
 from tests.app.web.error_shape import assert_error_shape
-from tests.bench.environment import procfile_web
+from tests.servers.web import procfile_web
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.integration
