@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -26,14 +24,13 @@ from app.clock import SystemClock
 from app.config import load_settings
 from app.credentials import CredentialCipher
 from app.db import Database
-from app.devserver import free_port, wait_for_port
 from app.migrate import upgrade
 from app.teams import create_api_key
-from tests.bench.environment import machine_reference, print_result, procfile_web
+from tests.bench.environment import machine_reference, print_result
 from tests.bench.memory import MB, peak_rss
 from tests.factories import bulk_row
 from tests.servers.redis_server import private_redis
-from tests.servers.worker import ROOT
+from tests.servers.web import procfile_gunicorn
 
 
 def rows(count: int) -> list[dict]:
@@ -67,16 +64,11 @@ def main() -> None:
         upgrade(url)
         db = Database(url)
         key = create_api_key(db, SystemClock(), "bench").key
-        port = free_port()
-        env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_url,
+        env = {"DATABASE_URL": url, "REDIS_URL": redis_url,
                "CREDENTIALS_KEYS": CredentialCipher.generate_key(),
                "MAILCONNECT_DATA_DIR": tmp, "S3_ENDPOINT_URL": "http://127.0.0.1:9"}
-        web = subprocess.Popen(["bash", "-c", f"exec {procfile_web()}"], cwd=ROOT,
-                               env={**env, "PORT": str(port)}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-        try:
-            wait_for_port(port, web, "gunicorn")
-            endpoint = f"http://127.0.0.1:{port}/v1/email-accounts/connect"
+        with procfile_gunicorn("web", env, Path(tmp) / "web.log") as (base_url, web):
+            endpoint = f"{base_url}/v1/email-accounts/connect"
             headers = {"x-api-key": key}
             body = json.dumps(rows(args.rows)).encode()
             csv = csv_body(rows(args.rows))
@@ -88,7 +80,7 @@ def main() -> None:
                                              ("unknown_domains", unknown, "application/json")):
                 times = []
                 for run in range(args.runs):
-                    with peak_rss(web.pid, largest_process=True) as peak:
+                    with peak_rss(web.popen.pid, largest_process=True) as peak:
                         started = time.perf_counter()
                         response = requests.post(endpoint, data=data, timeout=120, headers={
                             **headers, "Content-Type": content_type})
@@ -100,9 +92,6 @@ def main() -> None:
                 results[name] = statistics.median(times)
                 print(f"{name} median: {results[name]:.3f}s")
             print(f"peak RSS of one web worker process: {web_peak / MB:.0f} MB")
-        finally:
-            web.terminate()
-            web.wait()
     print_result({"rows": args.rows, "database": url.split(":")[0],
                       "json_median_s": round(results["json"], 3),
                       "csv_median_s": round(results["csv"], 3),
