@@ -32,11 +32,11 @@ from sqlalchemy import func, make_url, select
 from app.devserver import free_port, wait_for_port
 from app.models import ConnectJobRow, EmailAccount, RowState
 from app.probe import TRANSIENT_CODES
-from tests.bench.environment import procfile_web
 from tests.conftest import USERS
 from tests.factories import bulk_row
 from tests.servers.counting_proxy import counting_proxy
 from tests.servers.outages import RestartableRedis, TcpGate, restartable_redis
+from tests.servers.web import procfile_web
 from tests.servers.worker import ROOT, Process, celery_process
 from tests.workers.conftest import Api
 
