@@ -16,7 +16,6 @@ import os
 import re
 import signal
 import sqlite3
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -29,15 +28,14 @@ import redis
 import requests
 from sqlalchemy import func, make_url, select
 
-from app.devserver import free_port, wait_for_port
 from app.models import ConnectJobRow, EmailAccount, RowState
 from app.probe import TRANSIENT_CODES
 from tests.conftest import USERS
 from tests.factories import bulk_row
 from tests.servers.counting_proxy import counting_proxy
 from tests.servers.outages import RestartableRedis, TcpGate, restartable_redis
-from tests.servers.web import procfile_web
-from tests.servers.worker import ROOT, Process, celery_process
+from tests.servers.web import web
+from tests.servers.worker import Process, celery_process
 from tests.workers.conftest import Api
 
 pytestmark = pytest.mark.integration
@@ -343,24 +341,6 @@ def broker_messages(broker: RestartableRedis) -> set[bytes]:
 
 
 @contextmanager
-def web_process(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """gunicorn as the Procfile's `web` line starts it; yields its address and log."""
-    port = free_port()
-    log = tmp_path / "web.log"
-    with log.open("ab") as output:
-        web = subprocess.Popen(["bash", "-c", f"exec {procfile_web()}"], cwd=ROOT,
-                               env={**os.environ, **env, "PORT": str(port),
-                                    "WEB_CONCURRENCY": "1", "WEB_THREADS": "4"},
-                               stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            wait_for_port(port, web, "gunicorn")
-            yield f"http://127.0.0.1:{port}", log
-        finally:
-            os.killpg(web.pid, signal.SIGTERM)
-            web.wait(timeout=20)
-
-
-@contextmanager
 def database_outage(database_url: str, gate: TcpGate | None) -> Iterator[None]:
     """PostgreSQL: the gate refuses new connections and resets open ones. SQLite has no server
     to go down; its nearest fault is another process holding the write lock, so every writer
@@ -396,7 +376,7 @@ def test_database_down_for_ten_seconds(fault_env, tmp_path, tmp_path_factory, ma
             gated = url.set(host="127.0.0.1", port=gate.port)
             env = {**env, "DATABASE_URL": gated.render_as_string(hide_password=False)}
         ports, workers, _ = start_cluster(stack, env, tmp_path, mail_server)
-        base, web_log = stack.enter_context(web_process(env, tmp_path))
+        base, web_process = stack.enter_context(web(env, tmp_path))
         pids = [w.popen.pid for w in workers]
         job = submit(api, ports)
         poll = f"{base}/v1/email-accounts/connect/status/{job.request_id}"
@@ -426,7 +406,7 @@ def test_database_down_for_ten_seconds(fault_env, tmp_path, tmp_path_factory, ma
     if on_postgres:
         assert unavailable, f"no poll saw the database down: {codes}"
     assert after.status_code == 200 and after.json()["payload"]["isCompleted"]
-    assert "Traceback" not in web_log.read_text(errors="replace")
+    assert "Traceback" not in web_process.log.read_text(errors="replace")
     assert_exact_outcome(api, job, status)
     report_recovery(tmp_path_factory, recovery, "database down 10 s",
                     processed_at_fault=before["processed"],

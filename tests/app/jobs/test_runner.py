@@ -651,10 +651,7 @@ def test_the_provider_is_detected_by_the_worker_not_at_intake(services, team_id)
     assert (view.processed, view.succeeded, view.invalid) == (3, 2, 1)
     assert error_counts(services, job.job_id) == {"invalid_fields": 1}
 
-    assert finish_job(services.db, services.clock, services.store, job.job_id)
-    view = job_view(services.db, team_id, job.job_id)
-    report = list(csv.DictReader(io.StringIO(requests.get(
-        services.store.download_url(view.report_key, 60), timeout=10).text)))
+    report = _report(services, team_id, job.job_id)
     assert report[0]["filledIn"] == ("emailServiceProvider, smtpHost, smtpPort, smtpEncryption, "
                                      "imapHost, imapPort, imapEncryption")
     assert (report[2]["status"], report[2]["errorCode"]) == ("invalid", "invalid_fields")
@@ -722,9 +719,7 @@ def test_a_retest_row_of_a_deleted_account_reports_account_deleted(services, tea
     view = job_view(services.db, team_id, job.job_id)
     assert (view.processed, view.failed) == (1, 1)
     assert error_counts(services, job.job_id) == {"account_deleted": 1}
-    assert finish_job(services.db, services.clock, services.store, job.job_id)
-    report = list(csv.DictReader(io.StringIO(requests.get(services.store.download_url(
-        job_view(services.db, team_id, job.job_id).report_key, 60), timeout=10).text)))
+    report = _report(services, team_id, job.job_id)
     assert (report[0]["status"], report[0]["errorCode"]) == ("failed", "account_deleted")
 
 
